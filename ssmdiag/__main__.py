@@ -1,0 +1,3 @@
+from ssmdiag.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,25 @@
+"""The check registry: every check ssmdiag runs, in report order. Ids are stable API."""
+
+from __future__ import annotations
+
+from ssmdiag.checks import (
+    agent_config,
+    agent_installed,
+    agent_service,
+    feature,
+    os_supported,
+    ssm_user,
+)
+from ssmdiag.checks.base import Check, Context
+
+ALL_CHECKS: tuple[Check, ...] = (
+    agent_installed.CHECK,
+    agent_service.CHECK,
+    agent_config.CHECK,
+    *feature.CHECKS,
+    ssm_user.CHECK,
+    os_supported.CHECK,
+)
+CHECK_IDS: tuple[str, ...] = tuple(check.id for check in ALL_CHECKS)
+
+__all__ = ["ALL_CHECKS", "CHECK_IDS", "Check", "Context"]

@@ -1,0 +1,200 @@
+"""The command line: `ssmdiag check | features | version`.
+
+Exit codes: 0 ok, 1 warn, 2 fail, 3 unknown, 64 usage error, 78 configuration
+error. `version` and `features VERSION` import neither requests nor psutil:
+they run on every boot and from cron, so start-up time matters.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Sequence
+from typing import Any, NoReturn, Optional
+
+from ssmdiag import __version__
+from ssmdiag.config import Config, ConfigError, load_config
+from ssmdiag.report import ExitCode
+
+
+class UsageError(Exception):
+    pass
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:
+        raise UsageError(f"{self.prog}: {message}")
+
+
+def _build_parser() -> argparse.ArgumentParser:
+    common = _Parser(add_help=False)
+    common.add_argument(
+        "--config",
+        metavar="FILE",
+        help="ssmdiag config file (default: $SSMDIAG_CONFIG or /etc/ssmdiag/ssmdiag.toml)",
+    )
+    common.add_argument(
+        "--log-format",
+        choices=("console", "json"),
+        help="format of diagnostic logs on stderr (overrides [log] format)",
+    )
+    common.add_argument(
+        "--log-level",
+        choices=("debug", "info", "warning", "error"),
+        help="level of diagnostic logs on stderr (overrides [log] level)",
+    )
+    fmt = _Parser(add_help=False)
+    fmt.add_argument(
+        "--format",
+        choices=("table", "json"),
+        default="table",
+        help="output format (default: table)",
+    )
+
+    parser = _Parser(
+        prog="ssmdiag",
+        description="Can Session Manager reach this node? "
+        "Exit codes: 0 ok, 1 warn, 2 fail, 3 unknown, 64 usage, 78 config.",
+    )
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    check = commands.add_parser("check", parents=[common, fmt], help="run the checks once")
+    check.add_argument(
+        "--only",
+        nargs="+",
+        action="extend",
+        metavar="ID",
+        help="run only these check ids (repeatable)",
+    )
+    features = commands.add_parser(
+        "features",
+        parents=[common, fmt],
+        help="what a given (or the installed) agent version allows",
+    )
+    features.add_argument("agent_version", nargs="?", metavar="VERSION")
+    commands.add_parser("version", help="print ssmdiag's version")
+    return parser
+
+
+def _load(args: argparse.Namespace) -> Config:
+    config = load_config(args.config)
+    from ssmdiag.log import configure_logging
+
+    configure_logging(args.log_format or config.log_format, args.log_level or config.log_level)
+    return config
+
+
+def _cmd_check(args: argparse.Namespace, config: Config) -> int:
+    from ssmdiag.checks import CHECK_IDS
+
+    unknown = [ident for ident in args.only or () if ident not in CHECK_IDS]
+    if unknown:
+        raise UsageError(
+            f"ssmdiag check: unknown check id(s) {', '.join(unknown)}; "
+            f"known: {', '.join(CHECK_IDS)}"
+        )
+    from ssmdiag.engine import run_checks
+    from ssmdiag.output.render import render_json, render_table, use_colour
+    from ssmdiag.platform import UnsupportedPlatform, detect
+
+    try:
+        platform = detect(config)
+    except UnsupportedPlatform as exc:
+        print(f"ssmdiag: {exc}", file=sys.stderr)
+        return ExitCode.UNKNOWN
+    report = run_checks(platform, config, args.only)
+    if args.format == "json":
+        sys.stdout.write(render_json(report.to_dict()))
+    else:
+        sys.stdout.write(render_table(report, use_colour(sys.stdout)))
+    return int(report.exit_code)
+
+
+def _features_data(version_text: str, config: Config) -> dict[str, Any]:
+    from ssmdiag.features import evaluate_all
+    from ssmdiag.versions import AgentVersion
+
+    version = AgentVersion.parse(version_text)
+    return {
+        "version": str(version),
+        "features": [
+            {
+                "id": v.feature.id,
+                "title": v.feature.title,
+                "minimum": str(v.feature.minimum),
+                "status": v.status,
+                "summary": v.summary,
+                "remediation": v.remediation,
+            }
+            for v in evaluate_all(version, config.required_features)
+        ],
+    }
+
+
+def _cmd_features(args: argparse.Namespace, config: Config) -> int:
+    from ssmdiag.versions import VersionError
+
+    version_text = args.agent_version
+    if version_text is None:
+        from ssmdiag.agent import derive_agent_facts
+        from ssmdiag.platform import UnsupportedPlatform, detect
+
+        try:
+            facts = derive_agent_facts(detect(config).discover_agent())
+        except UnsupportedPlatform as exc:
+            print(f"ssmdiag: {exc}", file=sys.stderr)
+            return ExitCode.UNKNOWN
+        if not facts.installed:
+            print(
+                "ssmdiag: no SSM Agent found on this node; name a version: "
+                "`ssmdiag features 3.3.987.0`",
+                file=sys.stderr,
+            )
+            return ExitCode.FAIL
+        if facts.version is None:
+            print(
+                f"ssmdiag: the installed agent's version cannot be read: {facts.version_error}",
+                file=sys.stderr,
+            )
+            return ExitCode.UNKNOWN
+        version_text = str(facts.version)
+    try:
+        data = _features_data(version_text, config)
+    except VersionError as exc:
+        raise UsageError(f"ssmdiag features: {exc}") from None
+    from ssmdiag.output.render import render_features_table, render_json, use_colour
+
+    if args.format == "json":
+        sys.stdout.write(render_json(data))
+    else:
+        sys.stdout.write(render_features_table(data, use_colour(sys.stdout)))
+    statuses = {f["status"] for f in data["features"]}
+    return ExitCode.FAIL if "fail" in statuses else ExitCode.WARN if "warn" in statuses else 0
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    parser = _build_parser()
+    try:
+        args = parser.parse_args(argv)
+        if args.command is None:
+            parser.print_help(sys.stderr)
+            return ExitCode.USAGE
+        if args.command == "version":
+            print(f"ssmdiag {__version__}")
+            return ExitCode.OK
+        config = _load(args)
+        if args.command == "check":
+            return _cmd_check(args, config)
+        return _cmd_features(args, config)
+    except UsageError as exc:
+        print(f"{exc}\n(see `ssmdiag --help`)", file=sys.stderr)
+        return ExitCode.USAGE
+    except ConfigError as exc:
+        print(f"ssmdiag: {exc}", file=sys.stderr)
+        return ExitCode.CONFIG
+    except KeyboardInterrupt:
+        return 130
+    except BrokenPipeError:
+        # `ssmdiag check | head`: the reader left; nothing more to say.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return ExitCode.OK

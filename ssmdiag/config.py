@@ -1,0 +1,196 @@
+"""ssmdiag's own configuration: an optional TOML file where every key has a default.
+
+The keys are declared once, in `_KEYS`; loading validates every value and turns
+any problem into a `ConfigError` that names the file, the key and the fix.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import sys
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
+from typing import Any, Callable, Optional
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover - exercised on Python < 3.11 only
+    import tomli as tomllib
+
+ENV_VAR = "SSMDIAG_CONFIG"
+
+
+def default_config_path() -> str:
+    if sys.platform == "win32":
+        base = os.environ.get("PROGRAMDATA", r"C:\ProgramData")
+        return os.path.join(base, "ssmdiag", "ssmdiag.toml")
+    return "/etc/ssmdiag/ssmdiag.toml"
+
+
+class ConfigError(Exception):
+    """A configuration problem; str() is the whole message for the user."""
+
+    def __init__(self, path: Optional[str], problem: str, key: Optional[str] = None) -> None:
+        where = path or "(built-in defaults)"
+        text = f"configuration error in {where}"
+        if key:
+            text += f": key {key}"
+        super().__init__(f"{text}: {problem}")
+        self.path = path
+        self.key = key
+        self.problem = problem
+
+
+@dataclass(frozen=True)
+class Config:
+    source: Optional[str] = None  # the file read, None when running on defaults
+    agent_binary: Optional[str] = None
+    agent_config_file: Optional[str] = None
+    agent_data_dir: Optional[str] = None
+    subprocess_timeout: float = 5.0
+    disabled_checks: tuple[str, ...] = ()
+    required_features: tuple[str, ...] = ()
+    log_format: str = "console"
+    log_level: str = "info"
+
+
+class _Bad(ValueError):
+    pass
+
+
+def _absolute_path(value: Any) -> str:
+    if not isinstance(value, str) or not value.strip():
+        raise _Bad(f"must be a non-empty string (a path), got {value!r}")
+    if not (os.path.isabs(value) or os.path.isabs(value.replace("\\", "/"))):
+        raise _Bad(f"must be an absolute path, got {value!r}")
+    return value
+
+
+def _seconds(low: float, high: float) -> Callable[[Any], float]:
+    def parse(value: Any) -> float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise _Bad(f"must be a number of seconds, got {value!r}")
+        if not (math.isfinite(value) and low < value <= high):
+            raise _Bad(f"must be more than {low:g} and at most {high:g} seconds, got {value!r}")
+        return float(value)
+
+    return parse
+
+
+def _choice(*choices: str) -> Callable[[Any], str]:
+    def parse(value: Any) -> str:
+        if value not in choices:
+            raise _Bad(f"must be one of {', '.join(choices)}; got {value!r}")
+        return str(value)
+
+    return parse
+
+
+def _names(known: Callable[[], tuple[str, ...]]) -> Callable[[Any], tuple[str, ...]]:
+    def parse(value: Any) -> tuple[str, ...]:
+        if not isinstance(value, list) or not all(isinstance(item, str) for item in value):
+            raise _Bad(f"must be a list of strings, got {value!r}")
+        allowed = known()
+        unknown = [item for item in value if item not in allowed]
+        if unknown:
+            raise _Bad(f"unknown name(s) {', '.join(unknown)}; known: {', '.join(allowed)}")
+        return tuple(value)
+
+    return parse
+
+
+def _check_ids() -> tuple[str, ...]:
+    from ssmdiag.checks import CHECK_IDS
+
+    return CHECK_IDS
+
+
+def _optional_features() -> tuple[str, ...]:
+    from ssmdiag.features import OPTIONAL_FEATURE_IDS
+
+    return OPTIONAL_FEATURE_IDS
+
+
+# [section] -> key -> (Config field, parser). Defaults live on the Config dataclass.
+_KEYS: dict[str, dict[str, tuple[str, Callable[[Any], Any]]]] = {
+    "agent": {
+        "binary": ("agent_binary", _absolute_path),
+        "config_file": ("agent_config_file", _absolute_path),
+        "data_dir": ("agent_data_dir", _absolute_path),
+    },
+    "checks": {
+        "disable": ("disabled_checks", _names(_check_ids)),
+        "subprocess_timeout": ("subprocess_timeout", _seconds(0, 300)),
+    },
+    "features": {
+        "required": ("required_features", _names(_optional_features)),
+    },
+    "log": {
+        "format": ("log_format", _choice("console", "json")),
+        "level": ("log_level", _choice("debug", "info", "warning", "error")),
+    },
+}
+
+
+def config_from_mapping(data: Mapping[str, Any], path: Optional[str] = None) -> Config:
+    values: dict[str, Any] = {}
+    for section, table in data.items():
+        keys = _KEYS.get(section)
+        if keys is None:
+            raise ConfigError(
+                path, f"unknown section; known sections: {', '.join(_KEYS)}", f"[{section}]"
+            )
+        if not isinstance(table, Mapping):
+            raise ConfigError(path, "must be a table ([section] header)", f"[{section}]")
+        for key, value in table.items():
+            spec = keys.get(key)
+            if spec is None:
+                raise ConfigError(
+                    path,
+                    f"unknown key; known keys in [{section}]: {', '.join(keys)}",
+                    f"{section}.{key}",
+                )
+            field_name, parse = spec
+            try:
+                values[field_name] = parse(value)
+            except _Bad as exc:
+                raise ConfigError(path, str(exc), f"{section}.{key}") from None
+    return replace(Config(source=path), **values)
+
+
+def resolve_path(cli_path: Optional[str], environ: Mapping[str, str]) -> tuple[str, bool]:
+    """The file to read and whether the user named it (then it must exist)."""
+    if cli_path:
+        return cli_path, True
+    if environ.get(ENV_VAR):
+        return environ[ENV_VAR], True
+    return default_config_path(), False
+
+
+def load_config(
+    cli_path: Optional[str] = None, environ: Optional[Mapping[str, str]] = None
+) -> Config:
+    path, explicit = resolve_path(cli_path, os.environ if environ is None else environ)
+    try:
+        with open(path, "rb") as handle:
+            raw = handle.read()
+    except FileNotFoundError:
+        if explicit:
+            raise ConfigError(
+                path, "file does not exist (named by --config or SSMDIAG_CONFIG)"
+            ) from None
+        return Config()
+    except IsADirectoryError:
+        raise ConfigError(path, "is a directory, not a TOML file") from None
+    except PermissionError:
+        raise ConfigError(path, "cannot be read: permission denied") from None
+    except OSError as exc:
+        raise ConfigError(path, f"cannot be read: {exc.strerror or exc}") from None
+    try:
+        data = tomllib.loads(raw.decode("utf-8"))
+    except UnicodeDecodeError as exc:
+        raise ConfigError(path, f"is not UTF-8 text (byte {exc.start})") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(path, f"is not valid TOML: {exc}") from None
+    return config_from_mapping(data, path)

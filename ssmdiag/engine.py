@@ -1,0 +1,96 @@
+"""Run the registered checks against a platform and assemble the report.
+
+A check that raises becomes that check's `error` result: one broken check
+never hides the others.
+"""
+
+from __future__ import annotations
+
+import datetime
+import time
+from collections.abc import Sequence
+from typing import Optional
+
+import structlog
+
+from ssmdiag import __version__
+from ssmdiag.checks import ALL_CHECKS, Check, Context
+from ssmdiag.config import Config
+from ssmdiag.platform.base import Platform
+from ssmdiag.report import CheckResult, Finding, HostInfo, Report, Status
+
+log = structlog.get_logger("ssmdiag.engine")
+
+
+def _utc_now() -> str:
+    now = datetime.datetime.now(datetime.timezone.utc)
+    return now.strftime("%Y-%m-%dT%H:%M:%S.") + f"{now.microsecond // 1000:03d}Z"
+
+
+def _run_one(check: Check, ctx: Context) -> CheckResult:
+    started = time.monotonic()
+    if check.id in ctx.config.disabled_checks:
+        finding = Finding(Status.SKIP, f"disabled by checks.disable in {ctx.config.source}")
+    else:
+        finding = _guarded(check, ctx)
+    return CheckResult(
+        check.id,
+        check.title,
+        finding.status,
+        finding.summary,
+        finding.details,
+        finding.remediation,
+        int((time.monotonic() - started) * 1000),
+    )
+
+
+def _guarded(check: Check, ctx: Context) -> Finding:
+    for need in check.needs:
+        try:
+            ctx.fact(need)
+        except Exception as exc:  # any failure gathering a fact is this check's error
+            log.debug("fact.failed", fact=need, check_id=check.id, exc_info=True)
+            return Finding(
+                Status.ERROR,
+                f"could not gather {need} facts: {type(exc).__name__}: {exc}",
+                {"fact": need},
+                "Run with `--log-level debug` and report the traceback as a bug.",
+            )
+    try:
+        return check.run(ctx)
+    except Exception as exc:
+        log.debug("check.crashed", check_id=check.id, exc_info=True)
+        return Finding(
+            Status.ERROR,
+            f"check crashed: {type(exc).__name__}: {exc}",
+            {},
+            "Run with `--log-level debug` and report the traceback as a bug.",
+        )
+
+
+def select_checks(only: Optional[Sequence[str]]) -> list[Check]:
+    if not only:
+        return list(ALL_CHECKS)
+    wanted = set(only)
+    return [check for check in ALL_CHECKS if check.id in wanted]
+
+
+def run_checks(platform: Platform, config: Config, only: Optional[Sequence[str]] = None) -> Report:
+    started_at = _utc_now()
+    started = time.monotonic()
+    ctx = Context(platform, config)
+    results = [_run_one(check, ctx) for check in select_checks(only)]
+    try:
+        os_info = ctx.os
+        host = HostInfo(platform.hostname(), os_info.family, os_info.name, os_info.version)
+    except Exception:
+        log.debug("host.facts_failed", exc_info=True)
+        host = HostInfo("unknown", platform.family, "unknown", "unknown")
+    for result in results:
+        log.debug(
+            "check.result",
+            check_id=result.id,
+            status=result.status.value,
+            duration_ms=result.duration_ms,
+        )
+    return Report(__version__, host, started_at, int((time.monotonic() - started) * 1000), results)

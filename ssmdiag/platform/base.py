@@ -1,0 +1,129 @@
+"""The OS boundary: one interface every platform implements, and the plain data it returns.
+
+Checks ask a `Platform` for facts; they never touch files, processes, the
+registry or subprocesses themselves. Platforms return facts, not verdicts:
+judging them is the checks' job, so every OS is judged by the same rules.
+"""
+
+from __future__ import annotations
+
+import abc
+from dataclasses import dataclass, field
+from typing import Optional
+
+from ssmdiag.config import Config
+
+
+@dataclass(frozen=True)
+class OsInfo:
+    family: str  # linux | macos | windows
+    name: str  # "Amazon Linux 2023", "Windows Server 2022 Datacenter"
+    version: str
+    details: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class VersionReading:
+    """What one source (binary, package database, running process) says about the agent."""
+
+    source: str  # binary | rpm | dpkg | snap | process | registry | pkgutil
+    # found: the source has the agent (version_text set) | absent: it does not |
+    # unavailable: the source cannot be asked here (no rpm on Debian) |
+    # broken: the source answered badly (hung, garbage, denied)
+    state: str
+    version_text: Optional[str] = None
+    note: str = ""
+    location: Optional[str] = None  # binary path, package name, pid
+
+
+@dataclass(frozen=True)
+class AgentProcess:
+    pid: int
+    exe: Optional[str]
+    user: Optional[str]
+    exe_replaced: bool  # the binary it runs was deleted or replaced since it started
+    version: VersionReading
+
+
+@dataclass(frozen=True)
+class AgentDiscovery:
+    readings: tuple[VersionReading, ...]
+    processes: tuple[AgentProcess, ...]
+    binary_path: Optional[str]  # the agent binary found on disk, if any
+
+
+@dataclass(frozen=True)
+class ServiceState:
+    manager: Optional[str]  # systemd | upstart | launchd | scm | None when there is none
+    name: Optional[str]  # unit, job, label or service name that was found
+    exists: bool
+    active: bool
+    enabled: Optional[bool]  # starts at boot; None when unknown
+    state_text: str  # the manager's own words, e.g. "active (running)"
+    main_pid: Optional[int] = None
+    note: str = ""
+
+
+@dataclass(frozen=True)
+class FileRead:
+    path: str
+    # ok | missing | denied | error
+    outcome: str
+    text: str = ""
+    message: str = ""
+
+
+@dataclass(frozen=True)
+class UserAccount:
+    name: str
+    uid: Optional[int]  # None on Windows (SID instead)
+    groups: tuple[str, ...]
+    home: Optional[str] = None
+    shell: Optional[str] = None
+    enabled: Optional[bool] = None
+    sid: Optional[str] = None
+    is_admin: Optional[bool] = None  # member of Administrators (Windows) / sudo rule (Unix)
+
+
+@dataclass(frozen=True)
+class AgentPaths:
+    binary_candidates: tuple[str, ...]
+    config_file: str
+    config_file_source: str  # default | relocated | ssmdiag-config
+    data_dir: str
+
+
+class Platform(abc.ABC):
+    """One implementation per OS family; chosen once at start-up by `ssmdiag.platform.detect`."""
+
+    family: str = "unknown"
+
+    def __init__(self, config: Config) -> None:
+        self.config = config
+
+    @abc.abstractmethod
+    def hostname(self) -> str: ...
+
+    @abc.abstractmethod
+    def os_info(self) -> OsInfo: ...
+
+    @abc.abstractmethod
+    def agent_paths(self, binary_path: Optional[str] = None) -> AgentPaths:
+        """Where the agent's files are, honouring ssmdiag's config and relocated installs."""
+
+    @abc.abstractmethod
+    def discover_agent(self) -> AgentDiscovery: ...
+
+    @abc.abstractmethod
+    def agent_service(self) -> ServiceState: ...
+
+    @abc.abstractmethod
+    def read_file(self, path: str) -> FileRead: ...
+
+    @abc.abstractmethod
+    def lookup_user(self, name: str) -> Optional[UserAccount]:
+        """The account as the OS's name service sees it (NSS, directory service, SAM)."""
+
+    @abc.abstractmethod
+    def sudo_rule_path(self) -> Optional[str]:
+        """Where the agent writes ssm-user's sudo rule; None where there is none (Windows)."""
