@@ -76,12 +76,11 @@ def _build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _load(args: argparse.Namespace) -> Config:
-    config = load_config(args.config)
+def _start_logging(args: argparse.Namespace, config: Config) -> None:
+    # Only commands that log pay for structlog's import (about 50 ms, it pulls in asyncio).
     from ssmdiag.log import configure_logging
 
     configure_logging(args.log_format or config.log_format, args.log_level or config.log_level)
-    return config
 
 
 def _cmd_check(args: argparse.Namespace, config: Config) -> int:
@@ -93,6 +92,7 @@ def _cmd_check(args: argparse.Namespace, config: Config) -> int:
             f"ssmdiag check: unknown check id(s) {', '.join(unknown)}; "
             f"known: {', '.join(CHECK_IDS)}"
         )
+    _start_logging(args, config)
     from ssmdiag.engine import run_checks
     from ssmdiag.output.render import render_json, render_table, use_colour
     from ssmdiag.platform import UnsupportedPlatform, detect
@@ -182,7 +182,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         if args.command == "version":
             print(f"ssmdiag {__version__}")
             return ExitCode.OK
-        config = _load(args)
+        config = load_config(args.config)
         if args.command == "check":
             return _cmd_check(args, config)
         return _cmd_features(args, config)

@@ -31,8 +31,9 @@ def _paint(text: str, status: str, colour: bool) -> str:
 
 
 def _wrap(text: str, width: int) -> list[str]:
-    # Never split a command or URL mid-word: a copy-pasted fix must still work.
-    return textwrap.wrap(text, width, break_long_words=False, break_on_hyphens=False)
+    # Never split at hyphens (`amazon-ssm-agent` must survive copy and paste); only a
+    # token longer than a whole line (a long URL) is cut, to keep within 80 columns.
+    return textwrap.wrap(text, width, break_long_words=True, break_on_hyphens=False)
 
 
 def _rows(rows: list[tuple[str, str, str, str | None]], colour: bool) -> list[str]:
@@ -49,9 +50,11 @@ def _rows(rows: list[tuple[str, str, str, str | None]], colour: bool) -> list[st
         lines.append(head + wrapped[0])
         lines += [indent + part for part in wrapped[1:]]
         if fix:
-            fix_lines = _wrap(fix, WIDTH - len(indent) - 5)
-            lines.append(indent + "fix: " + fix_lines[0])
-            lines += [indent + "     " + part for part in fix_lines[1:]]
+            # Fixes get nearly the full width: they hold commands to copy.
+            fix_indent = " " * (_STATUS_WIDTH + 1)
+            fix_lines = _wrap(fix, WIDTH - len(fix_indent) - 5)
+            lines.append(fix_indent + "fix: " + fix_lines[0])
+            lines += [fix_indent + "     " + part for part in fix_lines[1:]]
     return lines
 
 

@@ -1,0 +1,132 @@
+"""agent.service: systemd and upstart answers (captured `systemctl show` / `initctl status`
+output replayed by stand-in executables, since CI has no systemd as PID 1)."""
+
+from __future__ import annotations
+
+import dataclasses
+import subprocess
+from pathlib import Path
+from typing import Callable
+
+import pytest
+
+from ssmdiag.engine import run_checks
+from ssmdiag.platform.linux import LinuxLocations
+from tests.conftest import make_platform
+
+DATA = Path(__file__).parent / "data" / "systemctl"
+
+
+def stand_in(tmp_path: Path, name: str, stdout: str, exit_code: int = 0) -> str:
+    """An executable that prints captured output, standing in for a tool this machine lacks."""
+    canned = tmp_path / f"{name}.out"
+    canned.write_text(stdout)
+    script = tmp_path / name
+    script.write_text(f"#!/bin/sh\ncat '{canned}'\nexit {exit_code}\n")
+    script.chmod(0o755)
+    return str(script)
+
+
+def service_check(
+    locations: LinuxLocations, agent: Path, tmp_path: Path, fixture: str | None = None
+) -> dict[str, object]:
+    if fixture is not None:
+        (tmp_path / "run-systemd").mkdir(exist_ok=True)
+        locations = dataclasses.replace(
+            locations,
+            systemd_run_dir=str(tmp_path / "run-systemd"),
+            systemctl=stand_in(tmp_path, "systemctl", (DATA / fixture).read_text()),
+        )
+    platform = make_platform(locations, agent_binary=str(agent))
+    return run_checks(platform, platform.config, ["agent.service"]).checks[0].to_dict()
+
+
+@pytest.fixture
+def agent(fake_agent_factory: Callable[..., Path]) -> Path:
+    return fake_agent_factory("3.3.987.0")
+
+
+def test_active_and_enabled_unit_is_ok(
+    no_default_agent: LinuxLocations, agent: Path, tmp_path: Path
+) -> None:
+    check = service_check(no_default_agent, agent, tmp_path, "active-enabled.txt")
+    assert check["status"] == "ok"
+    assert "amazon-ssm-agent.service" in str(check["summary"])
+    assert check["details"]["main_pid"] == 1234  # type: ignore[index]
+
+
+def test_failed_unit_fails_with_the_command_that_starts_it(
+    no_default_agent: LinuxLocations, agent: Path, tmp_path: Path
+) -> None:
+    check = service_check(no_default_agent, agent, tmp_path, "failed.txt")
+    assert check["status"] == "fail"
+    assert "failed" in str(check["summary"])
+    assert "systemctl enable --now amazon-ssm-agent.service" in str(check["remediation"])
+
+
+def test_running_but_disabled_unit_warns_about_reboot(
+    no_default_agent: LinuxLocations, agent: Path, tmp_path: Path
+) -> None:
+    check = service_check(no_default_agent, agent, tmp_path, "active-disabled.txt")
+    assert check["status"] == "warn" and "boot" in str(check["summary"])
+
+
+def test_snap_unit_is_recognised(
+    no_default_agent: LinuxLocations, agent: Path, tmp_path: Path
+) -> None:
+    check = service_check(no_default_agent, agent, tmp_path, "snap-active.txt")
+    assert check["status"] == "ok"
+    assert "snap.amazon-ssm-agent.amazon-ssm-agent.service" in str(check["summary"])
+
+
+def test_no_unit_at_all_fails(
+    no_default_agent: LinuxLocations, agent: Path, tmp_path: Path
+) -> None:
+    check = service_check(no_default_agent, agent, tmp_path, "none.txt")
+    assert check["status"] == "fail" and "Reinstall" in str(check["remediation"])
+
+
+def test_hanging_systemctl_is_bounded(
+    no_default_agent: LinuxLocations, agent: Path, tmp_path: Path
+) -> None:
+    (tmp_path / "run-systemd").mkdir()
+    script = tmp_path / "systemctl"
+    script.write_text("#!/bin/sh\nsleep 30\n")
+    script.chmod(0o755)
+    locations = dataclasses.replace(
+        no_default_agent, systemd_run_dir=str(tmp_path / "run-systemd"), systemctl=str(script)
+    )
+    platform = make_platform(locations, agent_binary=str(agent), subprocess_timeout=0.5)
+    check = run_checks(platform, platform.config, ["agent.service"]).checks[0]
+    assert check.duration_ms < 5000
+    assert check.status.value == "fail" and "no answer within 0.5 s" in check.details["note"]
+
+
+def test_upstart_job_on_old_distributions(
+    no_default_agent: LinuxLocations, agent: Path, tmp_path: Path
+) -> None:
+    initctl = stand_in(tmp_path, "initctl", "amazon-ssm-agent start/running, process 2417\n")
+    locations = dataclasses.replace(no_default_agent, initctl=initctl)
+    check = service_check(locations, agent, tmp_path)
+    assert check["status"] == "ok" and check["details"]["manager"] == "upstart"  # type: ignore[index]
+
+
+def test_no_service_manager_with_agent_running_warns(
+    no_default_agent: LinuxLocations,
+    agent: Path,
+    tmp_path: Path,
+    running_agent: Callable[[Path], subprocess.Popen[bytes]],
+) -> None:
+    proc = running_agent(agent)
+    check = service_check(no_default_agent, agent, tmp_path)
+    assert check["status"] == "warn"
+    assert f"pid {proc.pid}" in str(check["summary"]) and "no service manager" in str(
+        check["summary"]
+    )
+
+
+def test_no_service_manager_and_no_process_fails(
+    no_default_agent: LinuxLocations, agent: Path, tmp_path: Path
+) -> None:
+    check = service_check(no_default_agent, agent, tmp_path)
+    assert check["status"] == "fail" and "not running" in str(check["summary"])
