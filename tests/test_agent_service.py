@@ -130,3 +130,17 @@ def test_no_service_manager_and_no_process_fails(
 ) -> None:
     check = service_check(no_default_agent, agent, tmp_path)
     assert check["status"] == "fail" and "not running" in str(check["summary"])
+
+
+def test_snap_package_version_is_read_from_snap_list(
+    no_default_agent: LinuxLocations, tmp_path: Path
+) -> None:
+    listing = (
+        "Name              Version    Rev   Tracking       Publisher   Notes\n"
+        "amazon-ssm-agent  3.3.987.0  9565  latest/stable  aws\u2713        classic\n"
+    )
+    locations = dataclasses.replace(no_default_agent, snap=stand_in(tmp_path, "snap", listing))
+    platform = make_platform(locations)
+    check = run_checks(platform, platform.config, ["agent.installed"]).checks[0]
+    assert check.status.value == "ok"
+    assert check.details["version"] == "3.3.987.0" and check.details["version_source"] == "snap"
