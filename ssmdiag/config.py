@@ -53,6 +53,13 @@ class Config:
     required_features: tuple[str, ...] = ()
     log_format: str = "console"
     log_level: str = "info"
+    region: Optional[str] = None
+    ca_bundle: Optional[str] = None  # extra CAs trusted on top of the OS trust store
+    connect_timeout: float = 3.0
+    probe_timeout: float = 5.0
+    imds_timeout: float = 1.0
+    # Endpoint overrides (host or URL) by service: ec2messages, ssm, ssmmessages.
+    endpoint_overrides: tuple[tuple[str, str], ...] = ()
 
 
 class _Bad(ValueError):
@@ -100,6 +107,21 @@ def _names(known: Callable[[], tuple[str, ...]]) -> Callable[[Any], tuple[str, .
     return parse
 
 
+def _region(value: Any) -> str:
+    from ssmdiag.partitions import RegionError, validate_region
+
+    try:
+        return validate_region(value)
+    except RegionError as exc:
+        raise _Bad(str(exc)) from None
+
+
+def _endpoint(value: Any) -> str:
+    if not isinstance(value, str) or not value.strip() or any(c.isspace() for c in value):
+        raise _Bad(f"must be a host name or an https:// URL, got {value!r}")
+    return value
+
+
 def _check_ids() -> tuple[str, ...]:
     from ssmdiag.checks import CHECK_IDS
 
@@ -125,6 +147,18 @@ _KEYS: dict[str, dict[str, tuple[str, Callable[[Any], Any]]]] = {
     },
     "features": {
         "required": ("required_features", _names(_optional_features)),
+    },
+    "network": {
+        "region": ("region", _region),
+        "ca_bundle": ("ca_bundle", _absolute_path),
+        "connect_timeout": ("connect_timeout", _seconds(0, 60)),
+        "probe_timeout": ("probe_timeout", _seconds(0, 120)),
+        "imds_timeout": ("imds_timeout", _seconds(0, 30)),
+    },
+    "endpoints": {
+        "ec2messages": ("endpoint_overrides", _endpoint),
+        "ssm": ("endpoint_overrides", _endpoint),
+        "ssmmessages": ("endpoint_overrides", _endpoint),
     },
     "log": {
         "format": ("log_format", _choice("console", "json")),
@@ -153,9 +187,12 @@ def config_from_mapping(data: Mapping[str, Any], path: Optional[str] = None) -> 
                 )
             field_name, parse = spec
             try:
-                values[field_name] = parse(value)
+                parsed = parse(value)
             except _Bad as exc:
                 raise ConfigError(path, str(exc), f"{section}.{key}") from None
+            if field_name == "endpoint_overrides":
+                parsed = (*values.get(field_name, ()), (key, parsed))
+            values[field_name] = parsed
     return replace(Config(source=path), **values)
 
 
@@ -166,6 +203,17 @@ def resolve_path(cli_path: Optional[str], environ: Mapping[str, str]) -> tuple[s
     if environ.get(ENV_VAR):
         return environ[ENV_VAR], True
     return default_config_path(), False
+
+
+def with_overrides(config: Config, region: Optional[str], agent_config: Optional[str]) -> Config:
+    """Command-line flags win over the file; a bad --region is a usage error (64)."""
+    from ssmdiag.partitions import validate_region
+
+    if region is not None:
+        config = replace(config, region=validate_region(region))
+    if agent_config is not None:
+        config = replace(config, agent_config_file=agent_config)
+    return config
 
 
 def load_config(

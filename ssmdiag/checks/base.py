@@ -10,7 +10,7 @@ import threading
 from dataclasses import dataclass
 from typing import Any, Callable, Optional
 
-from ssmdiag.agent import AgentFacts, derive_agent_facts
+from ssmdiag.agent import AgentFacts, derive_agent_facts, read_agent_config
 from ssmdiag.config import Config
 from ssmdiag.platform.base import OsInfo, Platform
 from ssmdiag.report import Finding
@@ -23,7 +23,7 @@ class Context:
         self.platform = platform
         self.config = config
         self._facts: dict[str, Any] = {}
-        self._lock = threading.Lock()
+        self._lock = threading.RLock()  # facts may build on other facts
 
     def fact(self, name: str) -> Any:
         with self._lock:
@@ -45,6 +45,7 @@ class Context:
 FACTS: dict[str, Callable[[Context], Any]] = {
     "agent": lambda ctx: derive_agent_facts(ctx.platform.discover_agent()),
     "os": lambda ctx: ctx.platform.os_info(),
+    "agent_config": lambda ctx: read_agent_config(ctx.platform, ctx.agent.discovery.binary_path),
 }
 
 
