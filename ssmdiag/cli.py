@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from typing import Any, NoReturn, Optional
 
 from ssmdiag import __version__
-from ssmdiag.config import Config, ConfigError, load_config
+from ssmdiag.config import Config, ConfigError, load_config, with_overrides
 from ssmdiag.report import ExitCode
 
 
@@ -58,7 +58,14 @@ def _build_parser() -> argparse.ArgumentParser:
         "Exit codes: 0 ok, 1 warn, 2 fail, 3 unknown, 64 usage, 78 config.",
     )
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
-    check = commands.add_parser("check", parents=[common, fmt], help="run the checks once")
+    network = _Parser(add_help=False)
+    network.add_argument("--region", help="the node's region (overrides [network] region)")
+    network.add_argument(
+        "--agent-config",
+        metavar="PATH",
+        help="the agent's amazon-ssm-agent.json (overrides [agent] config_file)",
+    )
+    check = commands.add_parser("check", parents=[common, fmt, network], help="run the checks once")
     check.add_argument(
         "--only",
         nargs="+",
@@ -72,6 +79,11 @@ def _build_parser() -> argparse.ArgumentParser:
         help="what a given (or the installed) agent version allows",
     )
     features.add_argument("agent_version", nargs="?", metavar="VERSION")
+    commands.add_parser(
+        "endpoints",
+        parents=[common, fmt, network],
+        help="the endpoints this node must reach, and why",
+    )
     commands.add_parser("version", help="print ssmdiag's version")
     return parser
 
@@ -108,6 +120,43 @@ def _cmd_check(args: argparse.Namespace, config: Config) -> int:
     else:
         sys.stdout.write(render_table(report, use_colour(sys.stdout)))
     return int(report.exit_code)
+
+
+def _cmd_endpoints(args: argparse.Namespace, config: Config) -> int:
+    from ssmdiag.checks import Context
+    from ssmdiag.endpoints import EndpointError
+    from ssmdiag.output.render import render_json
+    from ssmdiag.platform import UnsupportedPlatform, detect
+
+    try:
+        ctx = Context(detect(config), config)
+    except UnsupportedPlatform as exc:
+        print(f"ssmdiag: {exc}", file=sys.stderr)
+        return ExitCode.UNKNOWN
+    try:
+        plan = ctx.fact("endpoint_plan")
+    except EndpointError as exc:
+        print(f"ssmdiag: {exc}", file=sys.stderr)
+        return ExitCode.CONFIG
+    if plan is None:
+        print(
+            "ssmdiag: no region found; set --region or region under [network] in the config",
+            file=sys.stderr,
+        )
+        return ExitCode.UNKNOWN
+    data = plan.to_dict()
+    data["region_source"] = ctx.fact("identity").region_source
+    if args.format == "json":
+        sys.stdout.write(render_json(data))
+    else:
+        lines = [
+            f"region {data['region']} (from {data['region_source']}), "
+            f"DNS suffix {data['dns_suffix']}",
+            "",
+        ]
+        lines += [f"{e['service']:12} {e['url']:52} {e['source']}" for e in data["endpoints"]]
+        sys.stdout.write("\n".join(lines) + "\n")
+    return ExitCode.OK
 
 
 def _features_data(version_text: str, config: Config) -> dict[str, Any]:
@@ -183,8 +232,15 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             print(f"ssmdiag {__version__}")
             return ExitCode.OK
         config = load_config(args.config)
+        if args.command in ("check", "endpoints"):
+            try:
+                config = with_overrides(config, args.region, args.agent_config)
+            except ValueError as exc:
+                raise UsageError(f"ssmdiag {args.command}: {exc}") from None
         if args.command == "check":
             return _cmd_check(args, config)
+        if args.command == "endpoints":
+            return _cmd_endpoints(args, config)
         return _cmd_features(args, config)
     except UsageError as exc:
         print(f"{exc}\n(see `ssmdiag --help`)", file=sys.stderr)

@@ -83,6 +83,9 @@ def run_checks(platform: Platform, config: Config, only: Optional[Sequence[str]]
     try:
         os_info = ctx.os
         host = HostInfo(platform.hostname(), os_info.family, os_info.name, os_info.version)
+        ident = ctx.gathered("identity")
+        if ident is not None:
+            host.instance_id, host.region = ident.instance_id, ident.region
     except Exception:
         log.debug("host.facts_failed", exc_info=True)
         host = HostInfo("unknown", platform.family, "unknown", "unknown")

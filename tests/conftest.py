@@ -45,6 +45,28 @@ int main(int argc, char **argv) {
 """
 
 
+# The network rule: no test may reach IMDS or AWS. Every test (and every ssmdiag it starts)
+# runs with IMDS disabled and without region or proxy variables from the machine; lab tests
+# point these at servers inside their own namespace.
+_SCRUBBED = ("AWS_REGION", "AWS_DEFAULT_REGION", "AWS_EC2_METADATA_SERVICE_ENDPOINT",
+             "HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy", "NO_PROXY", "no_proxy")
+
+
+def hermetic_env(extra: dict[str, str] | None = None) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items()
+           if k not in _SCRUBBED and not k.startswith("SSMDIAG_CONFIG")}
+    env["AWS_EC2_METADATA_DISABLED"] = "true"
+    env.update(extra or {})
+    return env
+
+
+@pytest.fixture(autouse=True)
+def _no_real_network(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in _SCRUBBED:
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
+
+
 def require_root(reason: str) -> None:
     """Skip when not root, except in CI (SSMDIAG_LAB_REQUIRED=1), where skipping is a failure."""
     if os.geteuid() == 0:
@@ -137,8 +159,7 @@ def run_cli(
     *args: str, env: dict[str, str] | None = None, timeout: float = 60, prefix: tuple[str, ...] = ()
 ) -> subprocess.CompletedProcess[str]:
     """Run the real command line in a child process, as a user would."""
-    full_env = {k: v for k, v in os.environ.items() if not k.startswith("SSMDIAG_CONFIG")}
-    full_env.update(env or {})
+    full_env = hermetic_env(env)
     return subprocess.run(
         [*prefix, sys.executable, "-m", "ssmdiag", *args],
         capture_output=True,

@@ -23,6 +23,13 @@ DOCUMENTED_IDS = [
     "feature.cloudwatch_streaming",
     "ssm_user",
     "os.supported",
+    "identity",
+    "identity.credentials",
+    "network.proxy",
+    "endpoint.ec2messages",
+    "endpoint.ssm",
+    "endpoint.ssmmessages",
+    "clock.skew",
 ]
 
 

@@ -6,7 +6,12 @@ from ssmdiag.checks import (
     agent_config,
     agent_installed,
     agent_service,
+    clock_skew,
+    endpoint,
     feature,
+    identity,
+    identity_credentials,
+    network_proxy,
     os_supported,
     ssm_user,
 )
@@ -19,6 +24,11 @@ ALL_CHECKS: tuple[Check, ...] = (
     *feature.CHECKS,
     ssm_user.CHECK,
     os_supported.CHECK,
+    identity.CHECK,
+    identity_credentials.CHECK,
+    network_proxy.CHECK,
+    *endpoint.CHECKS,
+    clock_skew.CHECK,
 )
 CHECK_IDS: tuple[str, ...] = tuple(check.id for check in ALL_CHECKS)
 

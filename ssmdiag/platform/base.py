@@ -86,11 +86,21 @@ class UserAccount:
 
 
 @dataclass(frozen=True)
+class AgentEnvironment:
+    values: dict[str, str]  # only proxy-related variables are kept
+    source: str  # e.g. "/proc/1234/environ", "systemd unit Environment=", "none"
+    problem: Optional[str] = None  # why the preferred source could not be read
+
+
+@dataclass(frozen=True)
 class AgentPaths:
     binary_candidates: tuple[str, ...]
     config_file: str
     config_file_source: str  # default | relocated | ssmdiag-config
     data_dir: str
+    runtime_identity_file: str = ""
+    registration_file: str = ""
+    dhmc_credentials_file: str = ""
 
 
 class Platform(abc.ABC):
@@ -119,6 +129,14 @@ class Platform(abc.ABC):
 
     @abc.abstractmethod
     def read_file(self, path: str) -> FileRead: ...
+
+    @abc.abstractmethod
+    def file_exists(self, path: str) -> bool:
+        """Existence only: used for files whose contents ssmdiag must never read (credentials)."""
+
+    @abc.abstractmethod
+    def agent_environment(self) -> AgentEnvironment:
+        """The environment the running agent sees (its proxy settings live there)."""
 
     @abc.abstractmethod
     def lookup_user(self, name: str) -> Optional[UserAccount]:

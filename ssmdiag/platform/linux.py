@@ -15,6 +15,7 @@ from ssmdiag.config import Config
 from ssmdiag.platform import process
 from ssmdiag.platform.base import (
     AgentDiscovery,
+    AgentEnvironment,
     AgentPaths,
     AgentProcess,
     FileRead,
@@ -92,6 +93,34 @@ def parse_snap_list(text: str, name: str = AGENT_PACKAGE) -> Optional[str]:
     return None
 
 
+_PROXY_VARS = {"https_proxy", "http_proxy", "no_proxy"}
+
+
+def _proxy_vars(values: dict[str, str]) -> dict[str, str]:
+    # Keep only what decides the proxy: the rest of an environment may hold secrets.
+    return {k: v for k, v in values.items() if k.lower() in _PROXY_VARS}
+
+
+def parse_environ(raw: bytes) -> dict[str, str]:
+    """/proc/PID/environ: NUL-separated NAME=value entries."""
+    values: dict[str, str] = {}
+    for item in raw.split(b"\0"):
+        key, sep, value = item.decode("utf-8", "replace").partition("=")
+        if sep and key:
+            values[key] = value
+    return values
+
+
+def split_unit_environment(text: str) -> list[str]:
+    """systemctl show's Environment= value: space-separated, double-quoted where needed."""
+    import shlex
+
+    try:
+        return shlex.split(text)
+    except ValueError:
+        return text.split()
+
+
 class LinuxPlatform(Platform):
     family = "linux"
 
@@ -135,7 +164,16 @@ class LinuxPlatform(Platform):
                 ):
                     config_file = os.path.join(directory, "configuration", "amazon-ssm-agent.json")
                     source = "relocated"
-        return AgentPaths(binaries, config_file, source, cfg.agent_data_dir or AGENT_DATA_DIR)
+        data_dir = cfg.agent_data_dir or AGENT_DATA_DIR
+        return AgentPaths(
+            binaries,
+            config_file,
+            source,
+            data_dir,
+            runtime_identity_file=os.path.join(data_dir, "runtimeconfig", "identity_config.json"),
+            registration_file=os.path.join(data_dir, "registration"),
+            dhmc_credentials_file=os.path.join(data_dir, "credentials"),
+        )
 
     def _binary_reading(self, path: str, source: str = "binary") -> VersionReading:
         result = self._run([path, "-version"])
@@ -332,6 +370,54 @@ class LinuxPlatform(Platform):
         except OSError as exc:
             return FileRead(path, "error", message=exc.strerror or str(exc))
         return FileRead(path, "ok", data.decode("utf-8", "replace"))
+
+    def file_exists(self, path: str) -> bool:
+        return os.path.exists(path)
+
+    def agent_environment(self) -> AgentEnvironment:
+        problem = None
+        for pid in self._agent_pids():
+            try:
+                with open(f"/proc/{pid}/environ", "rb") as handle:
+                    raw = handle.read(256 * 1024)
+            except PermissionError:
+                problem = (
+                    f"/proc/{pid}/environ: permission denied (reading another "
+                    "user's process environment needs root or CAP_SYS_PTRACE)"
+                )
+                continue
+            except OSError as exc:
+                problem = f"/proc/{pid}/environ: {exc.strerror or exc}"
+                continue
+            return AgentEnvironment(_proxy_vars(parse_environ(raw)), f"/proc/{pid}/environ")
+        unit = self._unit_environment()
+        if unit is not None:
+            return AgentEnvironment(_proxy_vars(unit), "systemd unit Environment=", problem)
+        return AgentEnvironment({}, "none", problem)
+
+    def _agent_pids(self) -> list[int]:
+        import psutil
+
+        return [
+            int(p.info["pid"])
+            for p in psutil.process_iter(["pid", "name"])
+            if p.info.get("name") == AGENT_PACKAGE
+        ]
+
+    def _unit_environment(self) -> Optional[dict[str, str]]:
+        if not os.path.isdir(self.locations.systemd_run_dir):
+            return None
+        result = self._run(
+            [self.locations.systemctl, "show", "--property=Environment", *SYSTEMD_UNITS]
+        )
+        if result.outcome != "ok":
+            return None
+        values: dict[str, str] = {}
+        for block in parse_systemctl_show(result.stdout):
+            for item in split_unit_environment(block.get("Environment", "")):
+                key, _, value = item.partition("=")
+                values.setdefault(key, value)
+        return values
 
     def lookup_user(self, name: str) -> Optional[UserAccount]:
         # getpwnam goes through NSS, so LDAP/SSSD accounts count like local ones.

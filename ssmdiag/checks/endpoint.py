@@ -1,0 +1,111 @@
+"""endpoint.ec2messages, endpoint.ssm, endpoint.ssmmessages: one probe each, run concurrently."""
+
+from __future__ import annotations
+
+from typing import Callable, Optional
+
+from ssmdiag.checks.base import Check, Context
+from ssmdiag.endpoints import EndpointPlan
+from ssmdiag.partitions import SERVICES
+from ssmdiag.probe import ProbeResult
+from ssmdiag.report import Finding, error, fail, ok, warn
+from ssmdiag.versions import AgentVersion
+
+# From this agent version ec2messages is not polled once ssmmessages is connected.
+EC2MESSAGES_OPTIONAL_FROM = AgentVersion.parse("3.3.40.0")
+
+# What to change, by failure class. {host} is the endpoint's host name.
+REMEDIATION = {
+    "dns_not_found": "The name does not resolve: with an interface VPC endpoint enable its "
+    "private DNS (or add a Route 53 private zone for {host}); check the VPC's DNS "
+    "resolution setting and the endpoint overrides in amazon-ssm-agent.json.",
+    "dns_timeout": "No DNS server answered: check /etc/resolv.conf, the VPC resolver "
+    "(169.254.169.253) and any firewall blocking UDP/TCP 53.",
+    "dns_error": "DNS lookup failed: check /etc/resolv.conf and /etc/nsswitch.conf.",
+    "connection_timeout": "Nothing answered on 443: allow outbound TCP 443 to {host} in the "
+    "security group and network ACL, and check the route (NAT gateway, internet gateway or "
+    "an interface VPC endpoint for this service).",
+    "connection_refused": "Something actively refused port 443: a host firewall (iptables, "
+    "nftables) or a wrong endpoint override; check both.",
+    "connection_error": "The TCP connection failed: check the route and the host firewall.",
+    "proxy_refused": "The agent's proxy refused the tunnel to {host}: allow CONNECT to "
+    "{host}:443 on the proxy, or add the host to the agent's no_proxy.",
+    "proxy_auth_required": "The proxy wants credentials: put them in the agent's https_proxy "
+    "(https_proxy=http://user:password@proxy:port in its unit drop-in) or allow the node "
+    "without authentication.",
+    "proxy_timeout": "The proxy did not answer: check the proxy address in the agent's "
+    "environment and that the proxy is up.",
+    "tls_untrusted": "The certificate is not trusted by this node's trust store: a proxy or "
+    "firewall is intercepting TLS (exempt {host} from inspection) or the Amazon Trust "
+    "Services roots are missing (update ca-certificates).",
+    "tls_timeout": "The TLS handshake stalled: a middlebox accepts TCP but does not pass TLS; "
+    "check firewall TLS inspection or MTU issues.",
+    "tls_failed": "The TLS handshake failed: check TLS inspection and the system's OpenSSL "
+    "policy (update-crypto-policies).",
+    "http_error": "TLS works but the HTTPS request failed: check the proxy and any "
+    "HTTP-level filtering for {host}.",
+    "probe_timeout": "The probe ran out of time: the path is very slow or stalls; check the "
+    "proxy and firewall between the node and {host}.",
+    "ca_bundle_invalid": "Fix [network] ca_bundle in the ssmdiag config: it must be a PEM file.",
+}
+
+
+def _summary(result: ProbeResult) -> str:
+    phases = result.phases
+    parts = []
+    if "dns" in phases and result.addresses:
+        where = "private, VPC endpoint" if result.private_addresses else "public"
+        parts.append(f"{', '.join(result.addresses[:2])} ({where})")
+    if result.proxy:
+        parts.append(f"via proxy {result.proxy}")
+    tls = phases.get("tls", {})
+    if tls.get("version"):
+        parts.append(f"{tls['version']}")
+    parts.append(f"HTTP {result.http_status}")
+    return f"{result.endpoint.host} reachable: " + ", ".join(parts)
+
+
+def _make_run(service: str) -> Callable[[Context], Finding]:
+    def run(ctx: Context) -> Finding:
+        plan: Optional[EndpointPlan] = ctx.fact("endpoint_plan")
+        if plan is None:
+            return error(
+                "no region known, so the endpoint cannot be derived",
+                "set --region or region in the config ([network] region)",
+            )
+        probes: dict[str, ProbeResult] = ctx.fact("probes")
+        result = probes[service]
+        details = result.to_details()
+        if result.ok:
+            return ok(_summary(result), details)
+        remediation = REMEDIATION.get(result.failure or "", "Check the network path.")
+        remediation = remediation.format(host=result.endpoint.host)
+        if service == "ec2messages" and probes["ssmmessages"].ok:
+            version = ctx.agent.version
+            if version is not None and version >= EC2MESSAGES_OPTIONAL_FROM:
+                return warn(
+                    f"{result.message}; agent {version} stops using ec2messages once "
+                    "ssmmessages is connected, so sessions still work (Windows Server 2012 "
+                    "and earlier excepted)",
+                    remediation,
+                    details,
+                )
+        return fail(result.message, remediation, details)
+
+    return run
+
+
+TITLES = {
+    "ec2messages": "Reach ec2messages (HTTPS 443)",
+    "ssm": "Reach ssm (HTTPS 443)",
+    "ssmmessages": "Reach ssmmessages (HTTPS 443)",
+}
+CHECKS = tuple(
+    Check(
+        f"endpoint.{service}",
+        TITLES[service],
+        _make_run(service),
+        needs=("agent", "identity", "endpoint_plan", "probes"),
+    )
+    for service in SERVICES
+)
