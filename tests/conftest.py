@@ -48,13 +48,25 @@ int main(int argc, char **argv) {
 # The network rule: no test may reach IMDS or AWS. Every test (and every ssmdiag it starts)
 # runs with IMDS disabled and without region or proxy variables from the machine; lab tests
 # point these at servers inside their own namespace.
-_SCRUBBED = ("AWS_REGION", "AWS_DEFAULT_REGION", "AWS_EC2_METADATA_SERVICE_ENDPOINT",
-             "HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy", "NO_PROXY", "no_proxy")
+_SCRUBBED = (
+    "AWS_REGION",
+    "AWS_DEFAULT_REGION",
+    "AWS_EC2_METADATA_SERVICE_ENDPOINT",
+    "HTTPS_PROXY",
+    "https_proxy",
+    "HTTP_PROXY",
+    "http_proxy",
+    "NO_PROXY",
+    "no_proxy",
+)
 
 
 def hermetic_env(extra: dict[str, str] | None = None) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items()
-           if k not in _SCRUBBED and not k.startswith("SSMDIAG_CONFIG")}
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if k not in _SCRUBBED and not k.startswith("SSMDIAG_CONFIG")
+    }
     env["AWS_EC2_METADATA_DISABLED"] = "true"
     env.update(extra or {})
     return env
@@ -196,3 +208,6 @@ def running_agent(
     for proc in started:
         proc.kill()
         proc.wait(timeout=5)
+
+
+from tests.lab.fixtures import *  # noqa: E402,F401,F403  (lab_ca, lab_intercept_ca, netns, lab_servers)
