@@ -8,10 +8,10 @@ Run: .venv/bin/python bench/startup.py [runs]
 
 from __future__ import annotations
 
+import os
 import statistics
 import subprocess
 import sys
-import os
 import time
 
 # Never reach out from a benchmark: no IMDS, and with no region no endpoint is probed.

@@ -210,4 +210,4 @@ def running_agent(
         proc.wait(timeout=5)
 
 
-from tests.lab.fixtures import *  # noqa: E402,F401,F403  (lab_ca, lab_intercept_ca, netns, lab_servers)
+from tests.lab.fixtures import *  # noqa: E402,F403  (lab_ca, lab_intercept_ca, netns, lab_servers)
