@@ -6,14 +6,26 @@ from ssmdiag.agent import AgentFacts
 from ssmdiag.checks.base import Check, Context
 from ssmdiag.report import Finding, error, fail, ok, warn
 
-INSTALL_HELP = (
-    "Install SSM Agent: `sudo dnf install -y amazon-ssm-agent` (Amazon Linux, RHEL), "
+INSTALL_HELP = {
+    "linux": "Install SSM Agent: `sudo dnf install -y amazon-ssm-agent` (Amazon Linux, RHEL), "
     "`sudo snap install amazon-ssm-agent --classic` (Ubuntu); other systems: "
-    "https://docs.aws.amazon.com/systems-manager/latest/userguide/manually-install-ssm-agent-linux.html"
-)
+    "https://docs.aws.amazon.com/systems-manager/latest/userguide/manually-install-ssm-agent-linux.html",
+    "macos": "Install SSM Agent: download the macOS package from "
+    "https://docs.aws.amazon.com/systems-manager/latest/userguide/manually-install-ssm-agent-macos.html"
+    " and `sudo installer -pkg amazon-ssm-agent.pkg -target /`.",
+    "windows": "Install SSM Agent: download AmazonSSMAgentSetup.exe (see "
+    "https://docs.aws.amazon.com/systems-manager/latest/userguide/manually-install-ssm-agent-windows.html)"
+    " and run `AmazonSSMAgentSetup.exe /install /quiet` as Administrator.",
+}
+RESTART = {
+    "linux": "`sudo systemctl restart amazon-ssm-agent` "
+    "(snap: `sudo snap restart amazon-ssm-agent`)",
+    "macos": "`sudo launchctl kickstart -k system/com.amazon.aws.ssm`",
+    "windows": "`Restart-Service AmazonSSMAgent`",
+}
 
 
-def _disagreement(facts: AgentFacts) -> Finding | None:
+def _disagreement(facts: AgentFacts, family: str) -> Finding | None:
     running = {v for kind, _, v in facts.parsed if kind == "process"}
     on_disk = {v for kind, _, v in facts.parsed if kind != "process"}
     replaced = [p for p in facts.discovery.processes if p.exe_replaced]
@@ -22,16 +34,14 @@ def _disagreement(facts: AgentFacts) -> Finding | None:
         return warn(
             "the running SSM Agent is not the installed one "
             f"({said or 'binary replaced on disk'}): it was upgraded but not restarted",
-            "Restart the agent so the installed version runs: "
-            "`sudo systemctl restart amazon-ssm-agent` "
-            "(snap: `sudo snap restart amazon-ssm-agent`).",
+            f"Restart the agent so the installed version runs: {RESTART.get(family, '')}.",
         )
     if len(on_disk) > 1:
         return warn(
             f"SSM Agent sources disagree ({said}): "
             "the binary was changed outside the package manager",
-            "Reinstall the agent with the package manager so the binary and the package "
-            "database agree (for example `sudo dnf reinstall amazon-ssm-agent`).",
+            "Reinstall the agent with its installer or package manager so the binary and the "
+            "package records agree (for example `sudo dnf reinstall amazon-ssm-agent`).",
         )
     return None
 
@@ -66,7 +76,7 @@ def run(ctx: Context) -> Finding:
     if not facts.installed:
         return fail(
             "SSM Agent is not installed (no binary, package or process found)",
-            INSTALL_HELP,
+            INSTALL_HELP.get(ctx.platform.family, INSTALL_HELP["linux"]),
             details,
         )
     if facts.version is None:
@@ -75,7 +85,7 @@ def run(ctx: Context) -> Finding:
             "Run `amazon-ssm-agent -version` by hand; reinstall the agent if it fails.",
             details,
         )
-    mismatch = _disagreement(facts)
+    mismatch = _disagreement(facts, ctx.platform.family)
     if mismatch is not None:
         mismatch.details = details
         return mismatch

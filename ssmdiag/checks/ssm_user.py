@@ -6,10 +6,70 @@ from typing import Any
 
 from ssmdiag.checks.base import Check, Context
 from ssmdiag.features import SSM_USER_CREATED_AT_FIRST_SESSION_FROM, SSM_USER_CREATED_FROM
-from ssmdiag.report import Finding, error, ok, skip, warn
+from ssmdiag.platform.base import DomainInfo, UserAccount
+from ssmdiag.report import Finding, error, fail, ok, skip, warn
+from ssmdiag.versions import AgentVersion
 
 USER = "ssm-user"
 RULE = "ssm-user ALL=(ALL) NOPASSWD:ALL"
+DC_FIX = (
+    "On this domain controller the agent will not create ssm-user: create it in the "
+    "domain and add it to Domain Admins (no password needed, the agent sets one at every "
+    "session start). PowerShell: `New-ADUser -Name 'ssm-user' -SamAccountName 'ssm-user'; "
+    "Add-ADGroupMember -Identity 'Domain Admins' -Members 'ssm-user'`"
+)
+
+
+def _domain_controller(
+    ctx: Context,
+    version: AgentVersion,
+    account: UserAccount | None,
+    domain: DomainInfo,
+    details: dict[str, Any],
+) -> Finding:
+    details["domain_role"] = domain.role
+    details["domain_controller"] = True
+    if version < SSM_USER_CREATED_AT_FIRST_SESSION_FROM:
+        if account is None:
+            return warn(
+                f"ssm-user is missing on this domain controller; agent {version} "
+                "creates it when it starts",
+                "Restart the agent: "
+                "`Restart-Service AmazonSSMAgent`; from agent 2.3.612.0 on you must "
+                "create it yourself.",
+                details,
+            )
+        return ok(
+            f"ssm-user exists on this domain controller (agent {version} creates it at start)",
+            details,
+        )
+    if account is None:
+        details["exists"] = False
+        return fail(
+            f"no ssm-user on this domain controller: agent {version} does not create "
+            "it here, so sessions cannot start",
+            DC_FIX,
+            details,
+        )
+    details.update(
+        {
+            "exists": True,
+            "sid": account.sid,
+            "enabled": account.enabled,
+            "in_domain_admins": account.in_domain_admins,
+        }
+    )
+    if account.in_domain_admins is False:
+        return warn(
+            "ssm-user exists on this domain controller but is not in Domain Admins",
+            "`Add-ADGroupMember -Identity 'Domain Admins' -Members 'ssm-user'`",
+            details,
+        )
+    return ok(
+        "ssm-user exists on this domain controller"
+        + (" and is in Domain Admins" if account.in_domain_admins else ""),
+        details,
+    )
 
 
 def _sudo_rule(ctx: Context, details: dict[str, Any]) -> None:
@@ -43,6 +103,11 @@ def run(ctx: Context) -> Finding:
             f"agent {version} predates ssm-user (created from {SSM_USER_CREATED_FROM})", details
         )
     account = ctx.platform.lookup_user(USER)
+    domain = ctx.platform.domain_info()
+    if domain is not None:
+        details["domain_role"] = domain.role
+        if domain.is_domain_controller:
+            return _domain_controller(ctx, version, account, domain, details)
     if account is None:
         details["exists"] = False
         if version >= SSM_USER_CREATED_AT_FIRST_SESSION_FROM:
@@ -53,10 +118,32 @@ def run(ctx: Context) -> Finding:
         return warn(
             f"ssm-user is missing, but agent {version} (< {SSM_USER_CREATED_AT_FIRST_SESSION_FROM})"
             " creates it when it starts",
-            "Restart the agent (`sudo systemctl restart amazon-ssm-agent`) and read its log if "
-            "ssm-user still does not appear; or create it: `sudo useradd -m ssm-user`.",
+            "Restart the agent (`sudo systemctl restart amazon-ssm-agent`; Windows: "
+            "`Restart-Service AmazonSSMAgent`) and read its log if ssm-user still does not "
+            "appear; on Linux you may create it: `sudo useradd -m ssm-user`.",
             details,
         )
+    if ctx.platform.family == "windows":
+        details.update(
+            {
+                "exists": True,
+                "sid": account.sid,
+                "enabled": account.enabled,
+                "administrators": account.is_admin,
+            }
+        )
+        # The agent enables ssm-user for a session and disables it afterwards: not a fault.
+        state = (
+            "disabled between sessions, as the agent leaves it"
+            if account.enabled is False
+            else "enabled"
+        )
+        rights = (
+            "in Administrators"
+            if account.is_admin
+            else "not in Administrators (sessions run unprivileged)"
+        )
+        return ok(f"ssm-user exists ({state}), {rights}", details)
     details.update(
         {
             "exists": True,

@@ -1,8 +1,7 @@
 """Choose the platform once, at start-up (the factory, as in WALinuxAgent's osutil/factory.py).
 
-Seats: linux is implemented; macos (`platform/macos.py`) and windows
-(`platform/windows.py`) arrive with issue 4 and are refused plainly until then,
-rather than pretending with empty answers.
+One module per OS family behind `base.Platform`: linux.py, macos.py, windows.py
+(with windows_api.py, the pywin32 boundary, imported only on Windows).
 """
 
 from __future__ import annotations
@@ -13,8 +12,6 @@ from typing import Optional
 from ssmdiag.config import Config
 from ssmdiag.platform.base import Platform
 
-_PLANNED = {"darwin": "macOS", "win32": "Windows"}
-
 
 class UnsupportedPlatform(Exception):
     pass
@@ -23,13 +20,17 @@ class UnsupportedPlatform(Exception):
 def detect(config: Config, system: Optional[str] = None) -> Platform:
     system = system or sys.platform
     if system.startswith("linux"):
-        from ssmdiag.platform.linux import LinuxPlatform
+        if sys.platform != "win32":  # linux.py uses pwd/grp, which Windows lacks
+            from ssmdiag.platform.linux import LinuxPlatform
 
-        return LinuxPlatform(config)
-    if system in _PLANNED:
-        raise UnsupportedPlatform(
-            f"ssmdiag does not support {_PLANNED[system]} yet: its platform module is not "
-            "written. Run ssmdiag on Linux, or use a release that lists "
-            f"{_PLANNED[system]} support."
-        )
+            return LinuxPlatform(config)
+        raise UnsupportedPlatform("the Linux platform module cannot run on Windows")
+    if system == "darwin":
+        from ssmdiag.platform.macos import MacPlatform
+
+        return MacPlatform(config)
+    if system == "win32":
+        from ssmdiag.platform.windows import WindowsPlatform
+
+        return WindowsPlatform(config)
     raise UnsupportedPlatform(f"ssmdiag does not run on {system!r}: Linux, macOS and Windows only")

@@ -83,6 +83,17 @@ class UserAccount:
     enabled: Optional[bool] = None
     sid: Optional[str] = None
     is_admin: Optional[bool] = None  # member of Administrators (Windows) / sudo rule (Unix)
+    in_domain_admins: Optional[bool] = None  # domain controllers only
+
+
+@dataclass(frozen=True)
+class DomainInfo:
+    """Windows only: the machine's domain role, and whether the agent treats it as a DC."""
+
+    role: str  # standalone_workstation | member_workstation | standalone_server |
+    # member_server | backup_domain_controller | primary_domain_controller | unknown
+    is_domain_controller: bool  # as the agent decides: the NTDS service is running
+    ntds_state: Optional[str] = None
 
 
 @dataclass(frozen=True)
@@ -141,6 +152,10 @@ class Platform(abc.ABC):
     @abc.abstractmethod
     def lookup_user(self, name: str) -> Optional[UserAccount]:
         """The account as the OS's name service sees it (NSS, directory service, SAM)."""
+
+    def domain_info(self) -> Optional[DomainInfo]:
+        """Windows domain role; None on systems without domains (Linux, macOS)."""
+        return None
 
     @abc.abstractmethod
     def sudo_rule_path(self) -> Optional[str]:

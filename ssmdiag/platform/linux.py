@@ -7,6 +7,7 @@ import os
 import pwd
 import shutil
 import socket
+import sys
 from dataclasses import dataclass
 from typing import Optional
 
@@ -25,6 +26,9 @@ from ssmdiag.platform.base import (
     UserAccount,
     VersionReading,
 )
+
+# Only ever imported on Linux; tells mypy --platform win32 not to check what follows.
+assert sys.platform != "win32"
 
 AGENT_PACKAGE = "amazon-ssm-agent"
 AGENT_BINARY = "/usr/bin/amazon-ssm-agent"

@@ -1,0 +1,317 @@
+"""Windows Server: the AmazonSSMAgent service, the registry, local and domain accounts.
+
+Every OS call goes through a `WindowsApi` (registry reader, service manager, account
+API, subprocess runner). The real one, `windows_api.Win32Api`, uses pywin32 and is
+imported only on Windows; tests drive this module with a fake fed by captured data.
+"""
+
+from __future__ import annotations
+
+import ntpath
+import sys
+from typing import Any, Optional, Protocol
+
+from ssmdiag.agent import version_from_output
+from ssmdiag.config import Config
+from ssmdiag.platform.base import (
+    AgentDiscovery,
+    AgentEnvironment,
+    AgentPaths,
+    AgentProcess,
+    DomainInfo,
+    FileRead,
+    OsInfo,
+    Platform,
+    ServiceState,
+    UserAccount,
+    VersionReading,
+)
+from ssmdiag.platform.process import ProcResult
+
+SERVICE = "AmazonSSMAgent"
+SERVICE_KEY = r"HKLM\SYSTEM\CurrentControlSet\Services\AmazonSSMAgent"
+CURRENT_VERSION_KEY = r"HKLM\SOFTWARE\Microsoft\Windows NT\CurrentVersion"
+MACHINE_ENV_KEY = r"HKLM\SYSTEM\CurrentControlSet\Control\Session Manager\Environment"
+# LocalSystem's (S-1-5-18) Internet Settings: the agent runs as LocalSystem.
+LOCAL_SYSTEM_INET_KEY = r"HKU\S-1-5-18\Software\Microsoft\Windows\CurrentVersion\Internet Settings"
+ADMINISTRATORS_SID = "S-1-5-32-544"
+DOMAIN_ROLES = (
+    "standalone_workstation",
+    "member_workstation",
+    "standalone_server",
+    "member_server",
+    "backup_domain_controller",
+    "primary_domain_controller",
+)
+
+
+class WindowsApi(Protocol):
+    """The thin boundary to Windows. Values are returned as the OS gives them."""
+
+    def registry_value(self, key: str, name: str) -> Any: ...
+    def registry_values(self, key: str) -> Optional[dict[str, Any]]: ...
+    def service(self, name: str) -> Optional[dict[str, Any]]:
+        """{"state": "running"|"stopped"|..., "start_type": "auto"|"delayed-auto"|"demand"|
+        "disabled", "account": "LocalSystem", "pid": int}, None when not installed."""
+        ...
+
+    def local_user(self, name: str) -> Optional[dict[str, Any]]:
+        """{"sid": ..., "enabled": bool}; None when the account does not exist."""
+        ...
+
+    def group_member_sids(self, group_sid: str) -> list[str]: ...
+    def domain_group_member_names(self, group: str) -> Optional[list[str]]: ...
+    def domain_role(self) -> int: ...
+    def hostname(self) -> str: ...
+    def read_file(self, path: str) -> FileRead: ...
+    def exists(self, path: str) -> bool: ...
+    def run(self, argv: list[str], timeout: float) -> ProcResult: ...
+    def environ(self, name: str) -> Optional[str]: ...
+
+
+def parse_multi_sz_environment(value: Any) -> dict[str, str]:
+    """A service's Environment value: REG_MULTI_SZ, a list of NAME=value strings."""
+    items = value if isinstance(value, (list, tuple)) else []
+    values: dict[str, str] = {}
+    for item in items:
+        key, sep, val = str(item).partition("=")
+        if sep and key:
+            values[key] = val
+    return values
+
+
+def proxy_from_server_string(server: str) -> Optional[str]:
+    """ProxyServer / WinHTTP: `host:port`, or per scheme `http=h:p;https=h2:p2`."""
+    server = server.strip()
+    if not server:
+        return None
+    if "=" not in server:
+        return server
+    schemes = dict(part.split("=", 1) for part in server.split(";") if "=" in part)
+    return schemes.get("https") or schemes.get("http")
+
+
+def no_proxy_from_bypass(bypass: str) -> tuple[str, list[str]]:
+    """ProxyOverride / WinHTTP bypass list to no_proxy; `<local>` has no no_proxy form."""
+    entries, notes = [], []
+    for raw in bypass.replace(" ", ";").split(";"):
+        entry = raw.strip()
+        if not entry:
+            continue
+        if entry.lower() == "<local>":
+            notes.append("<local> (names without dots) has no no_proxy equivalent")
+            continue
+        entries.append(entry[1:] if entry.startswith("*.") else entry)
+    return ",".join(entries), notes
+
+
+def parse_netsh_winhttp(text: str) -> tuple[Optional[str], str]:
+    """`netsh winhttp show proxy`: (proxy server or None for direct access, bypass list)."""
+    server, bypass = None, ""
+    for line in text.splitlines():
+        label, sep, value = line.partition(":")
+        if not sep:
+            continue
+        label = label.strip().lower()
+        if label.startswith("proxy server"):
+            server = value.strip() or None
+        elif label.startswith("bypass list"):
+            bypass = value.strip()
+    return server, bypass
+
+
+class WindowsPlatform(Platform):
+    family = "windows"
+
+    def __init__(self, config: Config, api: Optional[WindowsApi] = None) -> None:
+        super().__init__(config)
+        self.api = api if api is not None else _real_api()
+
+    def _program_files(self) -> str:
+        return self.api.environ("ProgramFiles") or r"C:\Program Files"
+
+    def _program_data(self) -> str:
+        return self.api.environ("ProgramData") or r"C:\ProgramData"
+
+    def hostname(self) -> str:
+        return self.api.hostname()
+
+    def os_info(self) -> OsInfo:
+        values = self.api.registry_values(CURRENT_VERSION_KEY) or {}
+        build = str(values.get("CurrentBuild") or values.get("CurrentBuildNumber") or "")
+        details = {
+            "build": build,
+            "installation_type": str(values.get("InstallationType") or ""),
+            "edition": str(values.get("EditionID") or ""),
+            "display_version": str(values.get("DisplayVersion") or ""),
+        }
+        name = str(values.get("ProductName") or "Windows")
+        return OsInfo("windows", name, build or "unknown", details)
+
+    def agent_paths(self, binary_path: Optional[str] = None) -> AgentPaths:
+        cfg = self.config
+        base = ntpath.join(self._program_files(), "Amazon", "SSM")
+        data = ntpath.join(self._program_data(), "Amazon", "SSM")
+        binary = cfg.agent_binary or ntpath.join(base, "amazon-ssm-agent.exe")
+        config_file = cfg.agent_config_file or ntpath.join(base, "amazon-ssm-agent.json")
+        source = "ssmdiag-config" if cfg.agent_config_file else "default"
+        data_dir = cfg.agent_data_dir or ntpath.join(data, "InstanceData")
+        return AgentPaths(
+            (binary,),
+            config_file,
+            source,
+            data_dir,
+            runtime_identity_file=ntpath.join(data, "runtimeconfig", "identity_config.json"),
+            registration_file=ntpath.join(data_dir, "registration"),
+            dhmc_credentials_file=ntpath.join(base, "credentials"),
+        )
+
+    def discover_agent(self) -> AgentDiscovery:
+        readings: list[VersionReading] = []
+        registered = self.api.registry_value(SERVICE_KEY, "Version")
+        if isinstance(registered, str) and registered.strip():
+            readings.append(
+                VersionReading("registry", "found", registered.strip(), location=SERVICE_KEY)
+            )
+        else:
+            readings.append(VersionReading("registry", "absent", note="no Version value"))
+        binary = self.agent_paths().binary_candidates[0]
+        if self.api.exists(binary):
+            result = self.api.run([binary, "-version"], self.config.subprocess_timeout)
+            version = version_from_output(result.stdout) if result.ran else None
+            if version:
+                readings.append(VersionReading("binary", "found", version, location=binary))
+            else:
+                readings.append(
+                    VersionReading("binary", "broken", note=result.describe(), location=binary)
+                )
+        processes: list[AgentProcess] = []
+        service = self.api.service(SERVICE)
+        if service and service.get("state") == "running" and service.get("pid"):
+            best = next((r for r in readings if r.state == "found"), None)
+            processes.append(
+                AgentProcess(
+                    int(service["pid"]),
+                    binary,
+                    service.get("account"),
+                    False,
+                    VersionReading(
+                        "process",
+                        best.state if best else "broken",
+                        best.version_text if best else None,
+                        location=str(service["pid"]),
+                    ),
+                )
+            )
+        found_binary = binary if any(r.source == "binary" for r in readings) else None
+        return AgentDiscovery(tuple(readings), tuple(processes), found_binary)
+
+    def agent_service(self) -> ServiceState:
+        service = self.api.service(SERVICE)
+        if service is None:
+            return ServiceState(
+                "scm", SERVICE, False, False, None, "not installed", note=f"no {SERVICE} service"
+            )
+        start = str(service.get("start_type", "unknown"))
+        state = str(service.get("state", "unknown"))
+        return ServiceState(
+            "scm",
+            SERVICE,
+            True,
+            state == "running",
+            start in ("auto", "delayed-auto"),
+            f"{state}, start type {start}, account {service.get('account', '?')}",
+            main_pid=service.get("pid") or None,
+        )
+
+    def read_file(self, path: str) -> FileRead:
+        return self.api.read_file(path)
+
+    def file_exists(self, path: str) -> bool:
+        return self.api.exists(path)
+
+    def agent_environment(self) -> AgentEnvironment:
+        """The agent's precedence: its service Environment, the machine environment,
+        LocalSystem's Internet Settings, then the WinHTTP default proxy."""
+        service_env = parse_multi_sz_environment(
+            self.api.registry_value(SERVICE_KEY, "Environment")
+        )
+        if _has_proxy(service_env):
+            return AgentEnvironment(_proxy_only(service_env), f"{SERVICE_KEY}\\Environment")
+        machine = {k: str(v) for k, v in (self.api.registry_values(MACHINE_ENV_KEY) or {}).items()}
+        if _has_proxy(machine):
+            return AgentEnvironment(_proxy_only(machine), "machine environment")
+        inet = self.api.registry_values(LOCAL_SYSTEM_INET_KEY) or {}
+        if inet.get("ProxyEnable") in (1, "1") and inet.get("ProxyServer"):
+            proxy = proxy_from_server_string(str(inet["ProxyServer"]))
+            no_proxy, notes = no_proxy_from_bypass(str(inet.get("ProxyOverride") or ""))
+            values = {"https_proxy": proxy or "", "no_proxy": no_proxy}
+            return AgentEnvironment(
+                values, "LocalSystem Internet Settings", "; ".join(notes) or None
+            )
+        result = self.api.run(["netsh", "winhttp", "show", "proxy"], self.config.subprocess_timeout)
+        if result.outcome == "ok":
+            server, bypass = parse_netsh_winhttp(result.stdout)
+            if server:
+                no_proxy, notes = no_proxy_from_bypass(bypass)
+                values = {
+                    "https_proxy": proxy_from_server_string(server) or "",
+                    "no_proxy": no_proxy,
+                }
+                return AgentEnvironment(values, "WinHTTP default proxy", "; ".join(notes) or None)
+            return AgentEnvironment({}, "WinHTTP default proxy (direct access)")
+        return AgentEnvironment({}, "none", result.describe())
+
+    def lookup_user(self, name: str) -> Optional[UserAccount]:
+        user = self.api.local_user(name)
+        if user is None:
+            return None
+        sid = str(user.get("sid") or "")
+        admin = sid in self.api.group_member_sids(ADMINISTRATORS_SID) if sid else None
+        domain_admins: Optional[bool] = None
+        domain = self.domain_info()
+        if domain is not None and domain.is_domain_controller:
+            members = self.api.domain_group_member_names("Domain Admins")
+            if members is not None:
+                domain_admins = name.lower() in {m.lower().split("\\")[-1] for m in members}
+        return UserAccount(
+            name,
+            None,
+            (),
+            enabled=user.get("enabled"),
+            sid=sid or None,
+            is_admin=admin,
+            in_domain_admins=domain_admins,
+        )
+
+    def domain_info(self) -> Optional[DomainInfo]:
+        try:
+            role_number = self.api.domain_role()
+        except OSError:
+            role_number = -1
+        role = DOMAIN_ROLES[role_number] if 0 <= role_number < len(DOMAIN_ROLES) else "unknown"
+        ntds = self.api.service("NTDS")
+        state = ntds.get("state") if ntds else None
+        # The agent's own test: the NTDS service is running.
+        return DomainInfo(role, state == "running", state)
+
+    def sudo_rule_path(self) -> Optional[str]:
+        return None
+
+
+def _real_api() -> WindowsApi:
+    if sys.platform == "win32":
+        from ssmdiag.platform.windows_api import Win32Api
+
+        return Win32Api()
+    raise RuntimeError("the real Windows API needs Windows; pass a WindowsApi")
+
+
+def _has_proxy(values: dict[str, str]) -> bool:
+    return any(k.lower() in ("https_proxy", "http_proxy") and v for k, v in values.items())
+
+
+def _proxy_only(values: dict[str, str]) -> dict[str, str]:
+    return {
+        k: v for k, v in values.items() if k.lower() in ("https_proxy", "http_proxy", "no_proxy")
+    }
