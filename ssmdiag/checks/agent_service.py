@@ -58,8 +58,8 @@ def run(ctx: Context) -> Finding:
         return fail(
             f"{service.name} is not running: {service.state_text}",
             f"`{fix}`; "
-            "if it stops again, read its log (/var/log/amazon/ssm/amazon-ssm-agent.log "
-            "on Linux).",
+            "if it stops again, read its log (Linux /var/log/amazon/ssm/, macOS "
+            "/opt/aws/ssm/logs/, Windows %ProgramData%\\Amazon\\SSM\\Logs).",
             details,
         )
     if service.enabled is False:

@@ -7,9 +7,20 @@ from ssmdiag.report import Finding, ok, warn
 
 IMDS_ADDRESS = "169.254.169.254"
 
+# Where the agent's proxy settings are changed, by OS family.
+WHERE_TO_SET = {
+    "linux": "in the agent's unit drop-in (`sudo systemctl edit amazon-ssm-agent`: "
+    "Environment=...), then `sudo systemctl restart amazon-ssm-agent`",
+    "macos": "in the network's proxy settings (`networksetup -setsecurewebproxy` / "
+    "`-setproxybypassdomains`), then `sudo launchctl kickstart -k system/com.amazon.aws.ssm`",
+    "windows": "in the service's Environment value (`HKLM\\SYSTEM\\CurrentControlSet\\"
+    "Services\\AmazonSSMAgent`, REG_MULTI_SZ), then `Restart-Service AmazonSSMAgent`",
+}
+
 
 def run(ctx: Context) -> Finding:
     proxies, env = ctx.fact("proxies")
+    where = WHERE_TO_SET.get(ctx.platform.family, WHERE_TO_SET["linux"])
     plan = ctx.fact("endpoint_plan")
     per_endpoint = {}
     if plan is not None:
@@ -25,13 +36,13 @@ def run(ctx: Context) -> Finding:
         "per_endpoint": per_endpoint,
     }
     if not proxies.any:
-        where = env.source if env.source != "none" else "no agent environment found"
-        text = f"the agent uses no proxy ({where})"
+        found = env.source if env.source != "none" else "no agent environment found"
+        text = f"the agent uses no proxy ({found})"
         if env.problem:
             return warn(
                 text + f"; but {env.problem}",
-                "Run ssmdiag as root (or with CAP_SYS_PTRACE) so it can read the "
-                "agent's environment.",
+                "Run ssmdiag with the rights to read the agent's settings (Linux: root or "
+                "CAP_SYS_PTRACE for /proc/PID/environ).",
                 details,
             )
         return ok(text, details)
@@ -39,16 +50,14 @@ def run(ctx: Context) -> Finding:
         return warn(
             "the agent has http_proxy but no https_proxy: Go sends HTTPS direct, so the "
             "endpoints are not reached through the proxy",
-            "Set https_proxy as well in the agent's unit drop-in "
-            "(`sudo systemctl edit amazon-ssm-agent`), then restart the agent.",
+            f"Set https_proxy as well, {where}.",
             details,
         )
     if proxies.bypasses(IMDS_ADDRESS, 80) is None:
         return warn(
             f"the agent uses a proxy but no_proxy lacks {IMDS_ADDRESS}: its metadata calls "
             "go to the proxy",
-            f"Add {IMDS_ADDRESS} to no_proxy in the agent's environment (unit drop-in), "
-            "then restart the agent.",
+            f"Add {IMDS_ADDRESS} to no_proxy, {where}.",
             details,
         )
     shown = ", ".join(f"{k} via {v}" for k, v in per_endpoint.items()) or "no endpoints known"
