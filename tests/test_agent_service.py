@@ -144,3 +144,24 @@ def test_snap_package_version_is_read_from_snap_list(
     check = run_checks(platform, platform.config, ["agent.installed"]).checks[0]
     assert check.status.value == "ok"
     assert check.details["version"] == "3.3.987.0" and check.details["version_source"] == "snap"
+
+
+def test_proxy_from_the_unit_environment_when_no_agent_process_runs(
+    no_default_agent: LinuxLocations, tmp_path: Path
+) -> None:
+    (tmp_path / "run-systemd").mkdir()
+    shown = (
+        'Environment="https_proxy=http://proxy.corp:3128" '
+        '"no_proxy=169.254.169.254,.internal"\n\nEnvironment=\n'
+    )
+    locations = dataclasses.replace(
+        no_default_agent,
+        systemd_run_dir=str(tmp_path / "run-systemd"),
+        systemctl=stand_in(tmp_path, "systemctl", shown),
+    )
+    platform = make_platform(locations, region="us-east-1")
+    check = run_checks(platform, platform.config, ["network.proxy"]).checks[0]
+    assert check.status.value == "ok"
+    assert check.details["source"] == "systemd unit Environment="
+    assert check.details["https_proxy"] == "http://proxy.corp:3128"
+    assert check.details["per_endpoint"]["ssm"] == "http://proxy.corp:3128"

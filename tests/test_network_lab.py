@@ -236,6 +236,7 @@ def test_proxy_without_imds_exemption_warns_and_proxy_errors_are_classified(
     )
     checks, _, _ = check_in(netns, tmp_path, lab_ca, agent, ids=("network.proxy", "endpoint.ssm"))
     assert checks["endpoint.ssm"]["details"]["failure"] == "proxy_auth_required"
+    assert "407" in checks["endpoint.ssm"]["summary"]
     assert checks["network.proxy"]["status"] == "warn"
     assert "169.254.169.254" in checks["network.proxy"]["summary"]
 
@@ -337,3 +338,22 @@ def test_unreachable_ec2messages_only_warns_for_agents_that_no_longer_need_it(
     assert "3.3.987.0" in new["endpoint.ec2messages"]["summary"]
     old, _, _ = check_in(netns, tmp_path, lab_ca, fake_agent_factory("3.2.582.0"), ids=ids)
     assert old["endpoint.ec2messages"]["status"] == "fail"
+
+
+def test_proxy_that_refuses_the_tunnel_is_named(
+    netns: NetNS, lab_ca: LabCA, tmp_path: Path, fake_agent_factory: Callable[..., Path]
+) -> None:
+    start_ssm_endpoints(netns, lab_ca, address="198.18.0.110")
+    refuse = start_server("proxy", netns.ensure_address("198.18.0.111"), 3128, netns, mode="refuse")
+    agent = fake_agent_factory("3.3.987.0", name="proxied3/amazon-ssm-agent")
+    netns.popen(
+        [str(agent)],
+        env=hermetic_env(
+            {"https_proxy": f"http://{refuse.host}:3128", "no_proxy": "169.254.169.254"}
+        ),
+    )
+    checks, _, _ = check_in(netns, tmp_path, lab_ca, agent, ids=("endpoint.ssm",))
+    check = checks["endpoint.ssm"]
+    assert check["details"]["failure"] == "proxy_refused"
+    assert "403" in check["summary"] and "allow CONNECT" in check["remediation"]
+    assert f"{SSM}:443" in refuse.connect_targets()
