@@ -73,6 +73,23 @@ class FileRead:
     message: str = ""
 
 
+MAX_FILE_BYTES = 1024 * 1024
+
+
+def read_text_file(path: str) -> FileRead:
+    """The real file reader every platform uses: at most 1 MiB, UTF-8 with replacement."""
+    try:
+        with open(path, "rb") as handle:
+            data = handle.read(MAX_FILE_BYTES)
+    except FileNotFoundError:
+        return FileRead(path, "missing", message="does not exist")
+    except PermissionError:
+        return FileRead(path, "denied", message="permission denied")
+    except OSError as exc:
+        return FileRead(path, "error", message=exc.strerror or str(exc))
+    return FileRead(path, "ok", data.decode("utf-8", "replace"))
+
+
 @dataclass(frozen=True)
 class UserAccount:
     name: str

@@ -25,6 +25,7 @@ from ssmdiag.platform.base import (
     ServiceState,
     UserAccount,
     VersionReading,
+    read_text_file,
 )
 
 # Only ever imported on Linux; tells mypy --platform win32 not to check what follows.
@@ -38,7 +39,6 @@ AGENT_DATA_DIR = "/var/lib/amazon/ssm"
 SYSTEMD_UNITS = ("amazon-ssm-agent.service", "snap.amazon-ssm-agent.amazon-ssm-agent.service")
 UPSTART_JOB = "amazon-ssm-agent"
 SUDO_RULE = "/etc/sudoers.d/ssm-agent-users"
-MAX_FILE_BYTES = 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -364,16 +364,7 @@ class LinuxPlatform(Platform):
 
     # -- files and accounts -----------------------------------------------------------------
     def read_file(self, path: str) -> FileRead:
-        try:
-            with open(path, "rb") as handle:
-                data = handle.read(MAX_FILE_BYTES)
-        except FileNotFoundError:
-            return FileRead(path, "missing", message="does not exist")
-        except PermissionError:
-            return FileRead(path, "denied", message="permission denied")
-        except OSError as exc:
-            return FileRead(path, "error", message=exc.strerror or str(exc))
-        return FileRead(path, "ok", data.decode("utf-8", "replace"))
+        return read_text_file(path)
 
     def file_exists(self, path: str) -> bool:
         return os.path.exists(path)

@@ -28,6 +28,7 @@ from ssmdiag.platform.base import (
     ServiceState,
     UserAccount,
     VersionReading,
+    read_text_file,
 )
 from ssmdiag.platform.process import ProcResult
 
@@ -47,7 +48,6 @@ LAUNCHD_LABEL = "com.amazon.aws.ssm"
 LAUNCHD_TARGET = f"system/{LAUNCHD_LABEL}"
 LAUNCHD_PLIST = f"/Library/LaunchDaemons/{LAUNCHD_LABEL}.plist"
 SUDO_RULE = "/etc/sudoers.d/ssm-agent-users"
-MAX_FILE_BYTES = 1024 * 1024
 
 # Absolute paths: ssmdiag may run under sudo or launchd with a minimal PATH.
 SW_VERS = "/usr/bin/sw_vers"
@@ -234,20 +234,6 @@ def parse_dscl_read(text: str) -> dict[str, list[str]]:
         current = key
         values[key] = value.split()
     return values
-
-
-def read_text_file(path: str) -> FileRead:
-    """The real file reader: at most 1 MiB, decoded as UTF-8 with replacement."""
-    try:
-        with open(path, "rb") as handle:
-            data = handle.read(MAX_FILE_BYTES)
-    except FileNotFoundError:
-        return FileRead(path, "missing", message="does not exist")
-    except PermissionError:
-        return FileRead(path, "denied", message="permission denied")
-    except OSError as exc:
-        return FileRead(path, "error", message=exc.strerror or str(exc))
-    return FileRead(path, "ok", data.decode("utf-8", "replace"))
 
 
 def _first(values: dict[str, list[str]], key: str) -> Optional[str]:

@@ -12,7 +12,7 @@ import sys
 from typing import Any, Optional
 
 from ssmdiag.platform import process
-from ssmdiag.platform.base import FileRead
+from ssmdiag.platform.base import FileRead, read_text_file
 
 if sys.platform == "win32":
     import winreg
@@ -135,15 +135,7 @@ if sys.platform == "win32":
             return socket.gethostname()
 
         def read_file(self, path: str) -> FileRead:
-            try:
-                with open(path, "rb") as handle:
-                    return FileRead(path, "ok", handle.read(1024 * 1024).decode("utf-8", "replace"))
-            except FileNotFoundError:
-                return FileRead(path, "missing", message="does not exist")
-            except PermissionError:
-                return FileRead(path, "denied", message="permission denied")
-            except OSError as exc:
-                return FileRead(path, "error", message=exc.strerror or str(exc))
+            return read_text_file(path)
 
         def exists(self, path: str) -> bool:
             return os.path.exists(path)
