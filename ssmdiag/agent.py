@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any, Optional
 
 from ssmdiag.platform.base import AgentDiscovery, Platform, VersionReading
+from ssmdiag.platform.process import ProcResult
 from ssmdiag.versions import AgentVersion, VersionError
 
 _PRECEDENCE = ("process", "binary", "registry", "pkgutil", "rpm", "dpkg", "snap")
@@ -23,6 +24,24 @@ def version_from_output(output: str) -> Optional[str]:
     """The version in `amazon-ssm-agent -version` output (`SSM Agent version: 3.3.987.0`)."""
     match = _VERSION_LINE.search(output)
     return match.group(1) if match else None
+
+
+def reading_from_version_run(
+    result: ProcResult, path: str, source: str = "binary"
+) -> VersionReading:
+    """What one `amazon-ssm-agent -version` run says, on every platform."""
+    if not result.ran:
+        return VersionReading(source, "broken", note=result.describe(), location=path)
+    version = version_from_output(result.stdout)
+    if version is None:
+        name = path.replace("\\", "/").rsplit("/", 1)[-1]
+        return VersionReading(
+            source,
+            "broken",
+            note=f"`{name} -version` printed {result.excerpt()!r}, not 'SSM Agent version: X'",
+            location=path,
+        )
+    return VersionReading(source, "found", version, location=path)
 
 
 @dataclass

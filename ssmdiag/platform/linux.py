@@ -11,7 +11,7 @@ import sys
 from dataclasses import dataclass
 from typing import Optional
 
-from ssmdiag.agent import version_from_output
+from ssmdiag.agent import reading_from_version_run
 from ssmdiag.config import Config
 from ssmdiag.platform import process
 from ssmdiag.platform.base import (
@@ -180,20 +180,7 @@ class LinuxPlatform(Platform):
         )
 
     def _binary_reading(self, path: str, source: str = "binary") -> VersionReading:
-        result = self._run([path, "-version"])
-        if not result.ran:
-            return VersionReading(source, "broken", note=result.describe(), location=path)
-        version = version_from_output(result.stdout)
-        if version is None:
-            shown = (result.stdout or result.stderr).strip()[:80] or "nothing"
-            return VersionReading(
-                source,
-                "broken",
-                note=f"`{os.path.basename(path)} -version` printed {shown!r}, "
-                "not 'SSM Agent version: X'",
-                location=path,
-            )
-        return VersionReading(source, "found", version, location=path)
+        return reading_from_version_run(self._run([path, "-version"]), path, source)
 
     def _rpm_reading(self) -> VersionReading:
         argv = [self.locations.rpm, "-q", "--qf", "%{VERSION}", AGENT_PACKAGE]

@@ -14,7 +14,7 @@ import os
 import socket
 from typing import Callable, Optional
 
-from ssmdiag.agent import version_from_output
+from ssmdiag.agent import reading_from_version_run
 from ssmdiag.config import Config
 from ssmdiag.platform import process
 from ssmdiag.platform.base import (
@@ -241,10 +241,6 @@ def _first(values: dict[str, list[str]], key: str) -> Optional[str]:
     return found[0] if found else None
 
 
-def _shown(result: ProcResult) -> str:
-    return (result.stdout or result.stderr).strip()[:80] or "nothing"
-
-
 class MacPlatform(Platform):
     family = "macos"
 
@@ -283,7 +279,7 @@ class MacPlatform(Platform):
             if codename:
                 details["codename"] = codename
         elif result.outcome == "ok":
-            details["sw_vers_problem"] = f"sw_vers printed {_shown(result)!r}"
+            details["sw_vers_problem"] = f"sw_vers printed {result.excerpt()!r}"
         else:
             details["sw_vers_problem"] = result.describe()
         uname = self._run([UNAME, "-r", "-m"])
@@ -316,19 +312,7 @@ class MacPlatform(Platform):
         )
 
     def _binary_reading(self, path: str) -> VersionReading:
-        result = self._run([path, "-version"])
-        if not result.ran:
-            return VersionReading("binary", "broken", note=result.describe(), location=path)
-        version = version_from_output(result.stdout)
-        if version is None:
-            return VersionReading(
-                "binary",
-                "broken",
-                note=f"`{os.path.basename(path)} -version` printed {_shown(result)!r}, "
-                "not 'SSM Agent version: X'",
-                location=path,
-            )
-        return VersionReading("binary", "found", version, location=path)
+        return reading_from_version_run(self._run([path, "-version"]), path)
 
     def _pkgutil_reading(self) -> VersionReading:
         result = self._run([PKGUTIL, "--pkg-info", PACKAGE_ID])
@@ -344,7 +328,7 @@ class MacPlatform(Platform):
             return VersionReading(
                 "pkgutil",
                 "broken",
-                note=f"`pkgutil --pkg-info` printed {_shown(result)!r}, no 'version:' line",
+                note=f"`pkgutil --pkg-info` printed {result.excerpt()!r}, no 'version:' line",
                 location=PACKAGE_ID,
             )
         return VersionReading("pkgutil", "broken", note=result.describe(), location=PACKAGE_ID)
@@ -427,7 +411,7 @@ class MacPlatform(Platform):
                 False,
                 enabled,
                 "unknown",
-                note=f"`launchctl print` printed {_shown(result)!r}, no 'state = ' line",
+                note=f"`launchctl print` printed {result.excerpt()!r}, no 'state = ' line",
             )
         pid_text = job.get("pid", "")
         pid = int(pid_text) if pid_text.isdigit() else None
@@ -466,7 +450,7 @@ class MacPlatform(Platform):
             return AgentEnvironment(
                 {},
                 "none",
-                f"`scutil --proxy` printed {_shown(result)!r}, not a proxy dictionary",
+                f"`scutil --proxy` printed {result.excerpt()!r}, not a proxy dictionary",
             )
         return AgentEnvironment(values, SCUTIL_SOURCE)
 

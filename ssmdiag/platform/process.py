@@ -33,6 +33,10 @@ class ProcResult:
     def ran(self) -> bool:
         return self.outcome in ("ok", "nonzero")
 
+    def excerpt(self) -> str:
+        """The start of what the program printed, for "printed X, not Y" messages."""
+        return (self.stdout or self.stderr).strip()[:80] or "nothing"
+
     def describe(self) -> str:
         """One line saying what happened, for summaries and details."""
         name = self.argv[0]

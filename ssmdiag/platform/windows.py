@@ -11,7 +11,7 @@ import ntpath
 import sys
 from typing import Any, Optional, Protocol
 
-from ssmdiag.agent import version_from_output
+from ssmdiag.agent import reading_from_version_run
 from ssmdiag.config import Config
 from ssmdiag.platform.base import (
     AgentDiscovery,
@@ -178,13 +178,7 @@ class WindowsPlatform(Platform):
         binary = self.agent_paths().binary_candidates[0]
         if self.api.exists(binary):
             result = self.api.run([binary, "-version"], self.config.subprocess_timeout)
-            version = version_from_output(result.stdout) if result.ran else None
-            if version:
-                readings.append(VersionReading("binary", "found", version, location=binary))
-            else:
-                readings.append(
-                    VersionReading("binary", "broken", note=result.describe(), location=binary)
-                )
+            readings.append(reading_from_version_run(result, binary))
         processes: list[AgentProcess] = []
         service = self.api.service(SERVICE)
         if service and service.get("state") == "running" and service.get("pid"):
