@@ -1,4 +1,4 @@
-"""The command line: `ssmdiag check | features | version`.
+"""The command line: `ssmdiag check | endpoints | features | run | version`.
 
 Exit codes: 0 ok, 1 warn, 2 fail, 3 unknown, 64 usage error, 78 configuration
 error. `version` and `features VERSION` import neither requests nor psutil:
@@ -15,6 +15,7 @@ from typing import Any, NoReturn, Optional
 
 from ssmdiag import __version__
 from ssmdiag.config import Config, ConfigError, load_config, with_overrides
+from ssmdiag.output.sinks import SINK_NAMES
 from ssmdiag.report import ExitCode
 
 
@@ -83,6 +84,26 @@ def _build_parser() -> argparse.ArgumentParser:
         "endpoints",
         parents=[common, fmt, network],
         help="the endpoints this node must reach, and why",
+    )
+    run = commands.add_parser(
+        "run",
+        parents=[common, network],
+        help="the daemon: check at start and then on a schedule, logging changes",
+    )
+    run.add_argument(
+        "--once",
+        action="store_true",
+        help="one cycle with the daemon's sinks, then exit with the health code",
+    )
+    run.add_argument(
+        "--sink",
+        action="append",
+        choices=SINK_NAMES,
+        help="where health events go (repeatable; overrides [sinks] enabled)",
+    )
+    commands.add_parser(
+        "service",
+        help="Windows only: the entry point the service control manager starts",
     )
     commands.add_parser("version", help="print ssmdiag's version")
     return parser
@@ -221,6 +242,37 @@ def _cmd_features(args: argparse.Namespace, config: Config) -> int:
     return ExitCode.FAIL if "fail" in statuses else ExitCode.WARN if "warn" in statuses else 0
 
 
+def _cmd_run(args: argparse.Namespace, config: Config) -> int:
+    # The daemon's own diagnostics (stderr) default to warnings: its news goes through the sinks.
+    from ssmdiag.log import configure_logging
+
+    configure_logging(args.log_format or config.log_format, args.log_level or "warning")
+    from ssmdiag.service import build_daemon, install_signal_handlers
+
+    daemon = build_daemon(
+        config,
+        config_path=args.config,
+        cli_sinks=args.sink or (),
+        cli_region=args.region,
+        cli_agent_config=args.agent_config,
+    )
+    if args.once:
+        return daemon.run_once()
+    install_signal_handlers(daemon)
+    return daemon.serve()
+
+
+def _cmd_service() -> int:
+    if sys.platform == "win32":
+        from ssmdiag.platform.windows_service import dispatch
+
+        return dispatch()
+    raise UsageError(
+        "ssmdiag service: only the Windows service control manager starts this; "
+        "use `ssmdiag run` (systemd, launchd or a terminal)"
+    )
+
+
 def main(argv: Optional[Sequence[str]] = None) -> int:
     parser = _build_parser()
     try:
@@ -231,8 +283,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         if args.command == "version":
             print(f"ssmdiag {__version__}")
             return ExitCode.OK
+        if args.command == "service":
+            return _cmd_service()
         config = load_config(args.config)
-        if args.command in ("check", "endpoints"):
+        if args.command in ("check", "endpoints", "run"):
             try:
                 config = with_overrides(config, args.region, args.agent_config)
             except ValueError as exc:
@@ -241,6 +295,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             return _cmd_check(args, config)
         if args.command == "endpoints":
             return _cmd_endpoints(args, config)
+        if args.command == "run":
+            return _cmd_run(args, config)
         return _cmd_features(args, config)
     except UsageError as exc:
         print(f"{exc}\n(see `ssmdiag --help`)", file=sys.stderr)

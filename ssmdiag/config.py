@@ -60,6 +60,19 @@ class Config:
     imds_timeout: float = 1.0
     # Endpoint overrides (host or URL) by service: ec2messages, ssm, ssmmessages.
     endpoint_overrides: tuple[tuple[str, str], ...] = ()
+    # The daemon (`ssmdiag run`): schedule, state and where health events go.
+    interval: float = 300.0  # between cycles while nothing fails
+    fail_interval: float = 30.0  # between cycles while any check fails
+    jitter: float = 0.1  # +/- this fraction of the interval, so a fleet does not pulse
+    heartbeat: float = 3600.0  # a full snapshot this often
+    startup_timeout: float = 60.0  # READY=1 at the latest after this, first cycle or not
+    cycle_timeout: float = 240.0  # a cycle running longer stops feeding the watchdog
+    state_dir: Optional[str] = None  # None: $STATE_DIRECTORY or the OS default
+    sinks: Optional[tuple[str, ...]] = None  # None: chosen for the environment (see sinks.py)
+    file_path: Optional[str] = None  # None: $LOGS_DIRECTORY/health.json or the OS default
+    file_max_bytes: int = 10 * 1024 * 1024
+    file_backups: int = 3
+    console_device: str = "stderr"  # stderr, or a device path such as /dev/ttyS0
 
 
 class _Bad(ValueError):
@@ -83,6 +96,30 @@ def _seconds(low: float, high: float) -> Callable[[Any], float]:
         return float(value)
 
     return parse
+
+
+def _integer(low: int, high: int) -> Callable[[Any], int]:
+    def parse(value: Any) -> int:
+        if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+            raise _Bad(f"must be a whole number from {low} to {high}, got {value!r}")
+        return value
+
+    return parse
+
+
+def _fraction(value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value <= 0.5:
+        raise _Bad(f"must be a number from 0 to 0.5 (a fraction of the interval), got {value!r}")
+    return float(value)
+
+
+def _console_device(value: Any) -> str:
+    if value == "stderr":
+        return "stderr"
+    try:
+        return _absolute_path(value)
+    except _Bad:
+        raise _Bad(f'must be "stderr" or an absolute device path, got {value!r}') from None
 
 
 def _choice(*choices: str) -> Callable[[Any], str]:
@@ -120,6 +157,15 @@ def _endpoint(value: Any) -> str:
     if not isinstance(value, str) or not value.strip() or any(c.isspace() for c in value):
         raise _Bad(f"must be a host name or an https:// URL, got {value!r}")
     return value
+
+
+def _sink_names(value: Any) -> tuple[str, ...]:
+    from ssmdiag.output.sinks import SINK_NAMES
+
+    names = _names(lambda: SINK_NAMES)(value)
+    if not names:
+        raise _Bad("must name at least one sink")
+    return names
 
 
 def _check_ids() -> tuple[str, ...]:
@@ -160,6 +206,22 @@ _KEYS: dict[str, dict[str, tuple[str, Callable[[Any], Any]]]] = {
         "ssm": ("endpoint_overrides", _endpoint),
         "ssmmessages": ("endpoint_overrides", _endpoint),
     },
+    "daemon": {
+        "interval": ("interval", _seconds(5, 86400)),
+        "fail_interval": ("fail_interval", _seconds(1, 86400)),
+        "jitter": ("jitter", _fraction),
+        "heartbeat": ("heartbeat", _seconds(60, 7 * 86400)),
+        "startup_timeout": ("startup_timeout", _seconds(0, 3600)),
+        "cycle_timeout": ("cycle_timeout", _seconds(10, 3600)),
+        "state_dir": ("state_dir", _absolute_path),
+    },
+    "sinks": {
+        "enabled": ("sinks", _sink_names),
+        "file_path": ("file_path", _absolute_path),
+        "file_max_bytes": ("file_max_bytes", _integer(4096, 1024**3)),
+        "file_backups": ("file_backups", _integer(0, 100)),
+        "console_device": ("console_device", _console_device),
+    },
     "log": {
         "format": ("log_format", _choice("console", "json")),
         "level": ("log_level", _choice("debug", "info", "warning", "error")),
@@ -193,7 +255,15 @@ def config_from_mapping(data: Mapping[str, Any], path: Optional[str] = None) -> 
             if field_name == "endpoint_overrides":
                 parsed = (*values.get(field_name, ()), (key, parsed))
             values[field_name] = parsed
-    return replace(Config(source=path), **values)
+    config = replace(Config(source=path), **values)
+    if config.fail_interval > config.interval:
+        raise ConfigError(
+            path,
+            f"must not be longer than daemon.interval ({config.interval:g} s): "
+            "failing checks are re-checked sooner, not later",
+            "daemon.fail_interval",
+        )
+    return config
 
 
 def resolve_path(cli_path: Optional[str], environ: Mapping[str, str]) -> tuple[str, bool]:

@@ -11,11 +11,16 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from dataclasses import dataclass
 from typing import Optional
 
 MAX_OUTPUT_BYTES = 64 * 1024
+
+# Children still running, so a daemon that stops mid-cycle can end them too.
+_live: set[subprocess.Popen[bytes]] = set()
+_live_lock = threading.Lock()
 
 
 @dataclass(frozen=True)
@@ -74,6 +79,8 @@ def run(
         return ProcResult(args, "denied", message="permission denied (not executable or no access)")
     except OSError as exc:
         return ProcResult(args, "error", message=f"could not start: {exc.strerror or exc}")
+    with _live_lock:
+        _live.add(proc)
     try:
         out, err = proc.communicate(timeout=timeout)
     except subprocess.TimeoutExpired:
@@ -86,11 +93,24 @@ def run(
             duration_s=time.monotonic() - started,
             message=f"no answer within {timeout:g} s (killed)",
         )
+    finally:
+        with _live_lock:
+            _live.discard(proc)
     duration = time.monotonic() - started
     stdout = out[:MAX_OUTPUT_BYTES].decode("utf-8", "replace")
     stderr = err[:MAX_OUTPUT_BYTES].decode("utf-8", "replace")
     outcome = "ok" if proc.returncode == 0 else "nonzero"
     return ProcResult(args, outcome, proc.returncode, stdout, stderr, duration)
+
+
+def terminate_all() -> int:
+    """Kill every child still running (the daemon is stopping); returns how many."""
+    with _live_lock:
+        running = list(_live)
+    for proc in running:
+        with contextlib.suppress(OSError):
+            _kill_tree(proc)
+    return len(running)
 
 
 def _kill_tree(proc: subprocess.Popen[bytes]) -> None:

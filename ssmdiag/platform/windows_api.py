@@ -9,7 +9,8 @@ from __future__ import annotations
 import os
 import socket
 import sys
-from typing import Any, Optional
+from collections.abc import Sequence
+from typing import Any, Callable, Optional
 
 from ssmdiag.platform import process
 from ssmdiag.platform.base import FileRead, read_text_file
@@ -17,6 +18,8 @@ from ssmdiag.platform.base import FileRead, read_text_file
 if sys.platform == "win32":
     import winreg
 
+    import win32evtlog
+    import win32evtlogutil
     import win32net
     import win32security
     import win32service
@@ -145,3 +148,22 @@ if sys.platform == "win32":
 
         def environ(self, name: str) -> Optional[str]:
             return os.environ.get(name)
+
+    _EVENT_TYPES = {
+        "info": win32evtlog.EVENTLOG_INFORMATION_TYPE,
+        "warning": win32evtlog.EVENTLOG_WARNING_TYPE,
+        "error": win32evtlog.EVENTLOG_ERROR_TYPE,
+    }
+
+    def event_log_writer() -> Callable[[int, str, Sequence[str]], None]:
+        """Application log, source ssmdiag (registered by the MSI)."""
+
+        def write(event_id: int, event_type: str, strings: Sequence[str]) -> None:
+            win32evtlogutil.ReportEvent(
+                "ssmdiag",
+                event_id,
+                eventType=_EVENT_TYPES.get(event_type, win32evtlog.EVENTLOG_INFORMATION_TYPE),
+                strings=list(strings),
+            )
+
+        return write

@@ -1,0 +1,78 @@
+"""The daemon's memory across restarts: the last announced statuses, in the state directory.
+
+A restart (upgrade, reboot, crash) must not re-announce every check, so the
+last statuses are kept in `<state_dir>/last-status.json`, written atomically.
+A missing, unreadable or corrupt file means "nothing known": the daemon
+announces everything once, says why, and keeps the bad file for inspection.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import sys
+from collections.abc import Mapping
+from typing import Optional
+
+from ssmdiag.health import HealthState
+
+STATE_FILE = "last-status.json"
+_FORMAT = 1
+
+
+def default_state_dir(environ: Mapping[str, str]) -> str:
+    # systemd's StateDirectory= says where; otherwise the OS convention.
+    if environ.get("STATE_DIRECTORY"):
+        return environ["STATE_DIRECTORY"].split(":")[0]
+    if sys.platform == "win32":
+        return os.path.join(environ.get("PROGRAMDATA", r"C:\ProgramData"), "ssmdiag", "state")
+    return "/var/lib/ssmdiag"
+
+
+class StateStore:
+    def __init__(self, directory: str) -> None:
+        self.directory = directory
+        self.path = os.path.join(directory, STATE_FILE)
+
+    def load(self) -> tuple[HealthState, Optional[str]]:
+        """The saved state, and a problem description when it could not be used."""
+        try:
+            with open(self.path, "rb") as handle:
+                raw = handle.read(1024 * 1024)
+        except FileNotFoundError:
+            return HealthState(), None
+        except OSError as exc:
+            return HealthState(), f"cannot read {self.path}: {exc.strerror or exc}"
+        try:
+            data = json.loads(raw.decode("utf-8"))
+            if not isinstance(data, dict) or data.get("format") != _FORMAT:
+                raise ValueError(f"not a format-{_FORMAT} ssmdiag state file")
+            return HealthState.from_dict(data), None
+        except (ValueError, UnicodeDecodeError) as exc:
+            kept = self.path + ".corrupt"
+            try:
+                os.replace(self.path, kept)
+            except OSError:
+                kept = self.path
+            return HealthState(), f"ignored {self.path} ({exc}); kept as {kept}"
+
+    def save(self, state: HealthState) -> None:
+        """Write atomically; raises OSError (disk full, read-only) for the caller to report."""
+        os.makedirs(self.directory, mode=0o750, exist_ok=True)
+        body = json.dumps({"format": _FORMAT, **state.to_dict()}, sort_keys=True).encode()
+        temporary = self.path + ".tmp"
+        fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o640)
+        try:
+            try:
+                if os.write(fd, body) != len(body):
+                    raise OSError(28, "short write (disk full?)")
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+            os.replace(temporary, self.path)
+        except OSError:
+            # The old state stays in place; a half-written temporary file must not.
+            with contextlib.suppress(OSError):
+                os.unlink(temporary)
+            raise
