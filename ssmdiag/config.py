@@ -207,8 +207,8 @@ _KEYS: dict[str, dict[str, tuple[str, Callable[[Any], Any]]]] = {
         "ssmmessages": ("endpoint_overrides", _endpoint),
     },
     "daemon": {
-        "interval": ("interval", _seconds(5, 86400)),
-        "fail_interval": ("fail_interval", _seconds(1, 86400)),
+        "interval": ("interval", _seconds(1, 86400)),
+        "fail_interval": ("fail_interval", _seconds(0.5, 86400)),
         "jitter": ("jitter", _fraction),
         "heartbeat": ("heartbeat", _seconds(60, 7 * 86400)),
         "startup_timeout": ("startup_timeout", _seconds(0, 3600)),

@@ -221,9 +221,10 @@ def console_line(summary: Mapping[str, Any]) -> str:
     status = str(summary.get("status", "unknown"))
     worst = summary.get("worst")
     if not isinstance(worst, Mapping):
-        total = sum(summary.get("counts", {}).values())
+        counts = summary.get("counts", {})
+        skipped = f", {counts['skip']} skipped," if counts.get("skip") else ""
         where = summary.get("instance_id") or "this node"
-        return f"ssmdiag: {status.upper()}: all {total} checks pass on {where}"
+        return f"ssmdiag: {status.upper()}: {counts.get('ok', 0)} checks pass{skipped} on {where}"
     line = f"ssmdiag: {status.upper()} {worst['check_id']}: {worst['summary']}"
     remediation = worst.get("remediation")
     if remediation:

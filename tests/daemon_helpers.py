@@ -1,4 +1,4 @@
-"""Test doubles at the daemon's seams: a clock that jumps, cycles that run inline, a sink that records.
+"""Test doubles at the daemon's seams: a jumping clock, inline cycles, a recording sink.
 
 Everything else the daemon touches (state files, config loading, the event
 pipeline, structlog) is real.

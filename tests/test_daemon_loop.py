@@ -95,7 +95,7 @@ def test_cycle_summary_names_the_worst_problem(tmp_path: Path) -> None:
 
 def test_heartbeat_at_start_and_then_hourly(tmp_path: Path) -> None:
     config = Config(interval=300, fail_interval=30, jitter=0.0, heartbeat=3600)
-    script, sink, _ = serve(tmp_path, [HEALTHY] * 30, config=config)  # 0 .. 8700 s
+    _, sink, _ = serve(tmp_path, [HEALTHY] * 30, config=config)  # 0 .. 8700 s
     beats = sink.of("heartbeat")
     assert len(beats) == 3  # t=0, t=3600, t=7200
     assert beats[0]["checks"] == HEALTHY
