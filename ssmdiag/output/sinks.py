@@ -14,6 +14,7 @@ import abc
 import collections
 import contextlib
 import errno
+import importlib
 import json
 import os
 import sys
@@ -200,7 +201,7 @@ class JournaldSink(Sink):
 def load_journal_send(socket_path: str = JOURNAL_SOCKET) -> tuple[Optional[JournalSend], str]:
     """systemd-python's journal.send, or None and why not (the caller falls back quietly)."""
     try:
-        from systemd import journal  # the `systemd` extra
+        journal: Any = importlib.import_module("systemd.journal")  # the `systemd` extra
     except ImportError:
         return None, "systemd-python is not installed (pip install 'ssmdiag[systemd]')"
     if not os.path.exists(socket_path):
