@@ -222,10 +222,10 @@ def test_journal_fields_carry_the_structured_contract() -> None:
 @pytest.mark.parametrize(
     ("status", "event_id", "kind"),
     [
-        ("ok", 1000, "info"),
-        ("warn", 2000, "warning"),
-        ("fail", 3000, "error"),
-        ("error", 3001, "error"),
+        ("ok", 47100, "info"),
+        ("warn", 47200, "warning"),
+        ("fail", 47300, "error"),
+        ("error", 47301, "error"),
     ],
 )
 def test_event_log_uses_one_event_id_per_status(status: str, event_id: int, kind: str) -> None:
@@ -252,7 +252,7 @@ def test_daemon_news_in_the_event_log_has_its_own_ids() -> None:
     sink = EventLogSink(lambda i, t, s: written.append(i))
     sink.emit({"level": "info", "event": "daemon.start", "message": "started"})
     sink.emit({"level": "error", "event": "config.rejected", "message": "broken"})
-    assert written == [100, 101]
+    assert written == [47010, 47011]
 
 
 def test_unavailable_sinks_fall_back_to_stdout_and_say_why(tmp_path: Path) -> None:

@@ -33,16 +33,19 @@ BACKLOG_LIMIT = 200  # events kept per failing sink, written when it recovers
 PRIORITY_FOR_LEVEL = {"debug": 7, "info": 6, "warning": 4, "error": 3, "critical": 2}
 
 # Windows Event Log: one event ID per status, so the CloudWatch agent can select them.
+# The agent selects by ID across the whole Application log (it has no source filter),
+# so the IDs avoid common ones such as 1000 (Application Error): 47xxx.
 EVENT_ID_FOR_STATUS = {
-    "ok": 1000,
-    "skip": 1001,
-    "warn": 2000,
-    "unknown": 2001,
-    "fail": 3000,
-    "error": 3001,
+    "ok": 47100,
+    "skip": 47101,
+    "warn": 47200,
+    "unknown": 47201,
+    "fail": 47300,
+    "error": 47301,
 }
-EVENT_ID_DAEMON = 100  # the daemon's own news: start, stop, reload, sink trouble
-EVENT_ID_DAEMON_PROBLEM = 101
+EVENT_ID_DAEMON = 47010  # the daemon's own news: start, stop, reload
+EVENT_ID_DAEMON_PROBLEM = 47011  # its problems: sink failed, config rejected, cycle failed
+EVENT_IDS = (EVENT_ID_DAEMON, EVENT_ID_DAEMON_PROBLEM, *EVENT_ID_FOR_STATUS.values())
 
 
 class Sink(abc.ABC):

@@ -12,8 +12,8 @@ Installation (the MSI, see windows/ssmdiag.wxs) registers:
   EventMessageFile = the bundled pywin32 `win32evtlog.pyd` (its message table
   has the generic "%1" message, as pywin32's AddSourceToRegistry registers)
   and TypesSupported = 7 (error, warning, information).
-  Event IDs: 1000 ok, 1001 skip, 2000 warn, 2001 unknown, 3000 fail, 3001 error,
-  100 daemon news, 101 daemon problems (ssmdiag.output.sinks).
+  Event IDs: 47100 ok, 47101 skip, 47200 warn, 47201 unknown, 47300 fail, 47301 error,
+  47010 daemon news, 47011 daemon problems (ssmdiag.output.sinks).
 """
 
 from __future__ import annotations
