@@ -3,6 +3,7 @@ CloudWatch agent fragments (against the agent's documented rules) and the defaul
 
 from __future__ import annotations
 
+import datetime
 import json
 import plistlib
 import re
@@ -73,8 +74,6 @@ def test_cloudwatch_fragment_collects_the_health_file(name: str, system: str) ->
     directives = re.findall(r"%(.)", entry["timestamp_format"])
     assert set(directives) <= STRFTIME_SUBSET
     # ssmdiag's own `ts` must parse with that format (so CloudWatch keeps event times)
-    import datetime
-
     sample = "2026-11-23T12:27:06.549995Z"
     datetime.datetime.strptime(sample, entry["timestamp_format"])
 
