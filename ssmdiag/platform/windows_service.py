@@ -9,9 +9,9 @@ Installation (the MSI, see windows/ssmdiag.wxs) registers:
   automatic (delayed) start, LocalSystem;
 - the Event Log source: key
   HKLM\\SYSTEM\\CurrentControlSet\\Services\\EventLog\\Application\\ssmdiag with
-  EventMessageFile = the bundled pywin32 `win32evtlog.pyd` (its message table
-  has the generic "%1" message, as pywin32's AddSourceToRegistry registers)
-  and TypesSupported = 7 (error, warning, information).
+  EventMessageFile = .NET Framework 4's EventLogMessages.dll (its message table
+  maps every event ID to "%1", so the event's own text shows; pywin32's
+  win32evtlog.pyd covers only IDs 1-9) and TypesSupported = 7.
   Event IDs: 47100 ok, 47101 skip, 47200 warn, 47201 unknown, 47300 fail, 47301 error,
   47010 daemon news, 47011 daemon problems (ssmdiag.output.sinks).
 """
