@@ -1,5 +1,5 @@
-"""Files the packages ship that no package build here checks: the launchd plist, the
-CloudWatch agent fragments (against the agent's documented rules) and the default config."""
+"""Files every package ships (the default config, the CloudWatch agent fragments, checked
+against the agent's documented rules), the launchd plist, and packaging/build-all."""
 
 from __future__ import annotations
 
@@ -7,15 +7,17 @@ import datetime
 import json
 import plistlib
 import re
+import subprocess
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from ssmdiag import __version__
 from ssmdiag.cli import _build_parser
 from ssmdiag.config import Config, load_config
 from ssmdiag.output.sinks import EVENT_IDS, default_file_path
-from tests.conftest import REPO
+from tests.conftest import REPO, require_tool, run_cli
 
 PACKAGING = REPO / "packaging"
 
@@ -111,3 +113,37 @@ def test_the_packaged_default_config_loads_to_the_built_in_defaults() -> None:
     text = path.read_text()
     for section in ("agent", "checks", "features", "network", "endpoints", "daemon", "sinks"):
         assert f"[{section}]" in text
+
+
+def test_build_all_builds_every_package_with_the_one_version(tmp_path: Path) -> None:
+    """`packaging/build-all` from this checkout: RPM, deb and MSI agree with `ssmdiag version`."""
+    for tool in ("rpmbuild", "rpm", "dpkg-buildpackage", "dpkg-deb", "wixl", "msiinfo"):
+        require_tool(tool)
+    out = tmp_path / "dist"
+    built = subprocess.run(
+        ["bash", str(PACKAGING / "build-all"), "--out", str(out)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=REPO,
+    )
+    assert built.returncode == 0, built.stderr[-3000:]
+    said = run_cli("version").stdout.split()[-1]
+    assert said == __version__
+    (rpm,) = out.glob("ssmdiag-*.noarch.rpm")
+    (deb,) = out.glob("ssmdiag_*_all.deb")
+    (msi,) = out.glob("ssmdiag-*-x64.msi")
+    rpm_version = subprocess.run(
+        ["rpm", "-qp", "--qf", "%{VERSION}", str(rpm)], capture_output=True, text=True, timeout=30
+    ).stdout
+    deb_version = subprocess.run(
+        ["dpkg-deb", "-f", str(deb), "Version"], capture_output=True, text=True, timeout=30
+    ).stdout.strip()
+    properties = subprocess.run(
+        ["msiinfo", "export", str(msi), "Property"], capture_output=True, text=True, timeout=30
+    ).stdout
+    msi_version = re.search(r"^ProductVersion\t(\S+)", properties, re.MULTILINE)
+    assert msi_version is not None
+    assert rpm_version == said
+    assert deb_version.split("-")[0] == said
+    assert msi_version.group(1) == said
