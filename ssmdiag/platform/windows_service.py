@@ -104,7 +104,15 @@ if sys.platform == "win32":
 
         def SvcDoRun(self) -> None:  # pywin32's name
             self.ReportServiceStatus(win32service.SERVICE_RUNNING)
-            self._controller.run()
+            try:
+                self._controller.run()
+            except Exception as exc:
+                # A broken config file at start: say so where Windows admins look, then stop.
+                servicemanager.LogErrorMsg(
+                    f"ssmdiag cannot start: {exc}. Fix the file and start the service again "
+                    "(Start-Service ssmdiag)."
+                )
+                raise
 
     def dispatch() -> int:
         """Hand the process to the SCM (the MSI's ServiceInstall runs `ssmdiag.exe service`)."""
