@@ -263,7 +263,7 @@ def test_a_failing_sink_is_reported_once_and_the_others_keep_working(tmp_path: P
     daemon.serve()
     failed = sink.of("sink.failed")
     assert len(failed) == 1
-    assert "No space left on device /var/log/ssmdiag/health.json" in failed[0]["message"]
+    assert "No space left on device: /var/log/ssmdiag/health.json" in failed[0]["message"]
     assert "Free space" in failed[0]["message"]
     assert len(sink.of("cycle.summary")) == 4  # stdout never missed a cycle
     recovered = sink.of("sink.recovered")

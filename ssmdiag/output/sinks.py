@@ -275,7 +275,7 @@ class ConsoleSink(Sink):
 
 def describe_failure(exc: BaseException) -> str:
     if isinstance(exc, OSError) and exc.strerror:
-        where = f" {exc.filename}" if exc.filename else ""
+        where = f": {exc.filename}" if exc.filename else ""
         return f"{exc.strerror}{where}"
     return f"{type(exc).__name__}: {exc}"
 
