@@ -11,9 +11,11 @@ import threading
 import time
 from pathlib import Path
 
+import pytest
+
 from ssmdiag.config import Config
 from ssmdiag.daemon import RealClock, threaded_cycles
-from ssmdiag.platform.windows_service import ServiceController
+from ssmdiag.platform.windows_service import ServiceController, secure_data_directory
 from ssmdiag.report import Report
 from tests.daemon_helpers import RecordingSink, make_daemon, report
 
@@ -71,3 +73,26 @@ def test_a_stop_before_the_daemon_exists_does_not_hang(tmp_path: Path) -> None:
 def _swallow(call: object) -> None:
     with contextlib.suppress(RuntimeError):
         call()  # type: ignore[operator]
+
+
+def test_the_data_directory_is_locked_down_before_the_config_is_read(tmp_path: Path) -> None:
+    calls: list[str] = []
+    config = tmp_path / "ProgramData" / "ssmdiag" / "ssmdiag.toml"
+
+    def protect(directory: str) -> None:
+        # the config must not be read before this: it does not exist yet either way
+        calls.append(directory)
+
+    directory = secure_data_directory(str(config), protect)
+    assert calls == [str(config.parent)] and directory == str(config.parent)
+    assert config.parent.is_dir()  # created (a fresh install without the MSI's folder)
+
+
+def test_a_failing_lock_down_stops_the_service_start(tmp_path: Path) -> None:
+    def denied(directory: str) -> None:
+        raise OSError(5, "Access is denied", directory)
+
+    # a directory that cannot be protected must not be trusted: the start fails (and
+    # SvcDoRun writes why to the Application log)
+    with pytest.raises(OSError, match="Access is denied"):
+        secure_data_directory(str(tmp_path / "ssmdiag" / "ssmdiag.toml"), denied)

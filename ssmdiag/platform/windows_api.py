@@ -167,3 +167,34 @@ if sys.platform == "win32":
             )
 
         return write
+
+    # Who may do what in %ProgramData%\ssmdiag: SYSTEM and Administrators everything,
+    # Users read (the service, as LocalSystem, executes what its config names).
+    _DATA_DIR_ACES = (
+        ("S-1-5-18", 0x1F01FF),  # LocalSystem: FILE_ALL_ACCESS
+        ("S-1-5-32-544", 0x1F01FF),  # Administrators: FILE_ALL_ACCESS
+        ("S-1-5-32-545", 0x1200A9),  # Users: FILE_GENERIC_READ | FILE_GENERIC_EXECUTE
+    )
+
+    def protect_directory(path: str) -> None:
+        """Replace the directory's DACL with _DATA_DIR_ACES, inherited by its contents and
+        protected from ProgramData's (which lets every user create files there)."""
+        dacl = win32security.ACL()
+        inherit = win32security.OBJECT_INHERIT_ACE | win32security.CONTAINER_INHERIT_ACE
+        for sid, mask in _DATA_DIR_ACES:
+            dacl.AddAccessAllowedAceEx(
+                win32security.ACL_REVISION_DS,
+                inherit,
+                mask,
+                win32security.ConvertStringSidToSid(sid),
+            )
+        win32security.SetNamedSecurityInfo(
+            path,
+            win32security.SE_FILE_OBJECT,
+            win32security.DACL_SECURITY_INFORMATION
+            | win32security.PROTECTED_DACL_SECURITY_INFORMATION,
+            None,
+            None,
+            dacl,
+            None,
+        )

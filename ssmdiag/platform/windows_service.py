@@ -18,6 +18,7 @@ Installation (the MSI, see windows/ssmdiag.wxs) registers:
 
 from __future__ import annotations
 
+import os
 import sys
 import threading
 from collections.abc import Sequence
@@ -63,11 +64,29 @@ class ServiceController:
         return self._finished.wait(timeout)
 
 
+def secure_data_directory(config_path: str, protect: Callable[[str], None]) -> str:
+    """Lock %ProgramData%\\ssmdiag down before its config is read, and return that directory.
+
+    ProgramData lets every user create files, and the service runs as LocalSystem and
+    executes what its config names (`[agent] binary ... -version`): a config planted
+    by a user must not be possible. The MSI cannot set permissions (wixl has no
+    Permission element), so the service does it at every start, before reading.
+    """
+    directory = os.path.dirname(config_path)
+    os.makedirs(directory, exist_ok=True)
+    protect(directory)
+    return directory
+
+
 def make_service_daemon() -> Stoppable:
-    from ssmdiag.config import load_config
+    from ssmdiag.config import default_config_path, load_config
     from ssmdiag.log import configure_logging
     from ssmdiag.service import build_daemon
 
+    if sys.platform == "win32":
+        from ssmdiag.platform.windows_api import protect_directory
+
+        secure_data_directory(default_config_path(), protect_directory)
     config = load_config()
     configure_logging(config.log_format, "warning")
     writer = None
