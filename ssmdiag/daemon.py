@@ -35,7 +35,7 @@ from ssmdiag.health import (
 )
 from ssmdiag.notify import Notifier
 from ssmdiag.output.sinks import SinkChoice, SinkSet, human_message
-from ssmdiag.report import EXIT_FOR_OVERALL, OverallStatus, Report
+from ssmdiag.report import ExitCode, OverallStatus, Report
 from ssmdiag.state import StateStore
 
 diagnostics = structlog.get_logger("ssmdiag.daemon")
@@ -207,14 +207,6 @@ class Daemon:
         self._reload_requested = True
         self._wake.set()
 
-    @property
-    def config(self) -> Config:
-        return self._config
-
-    @property
-    def sink_names(self) -> list[str]:
-        return self._sinks.names
-
     # -- events --
 
     def _emit(self, kind: str, level: str, **fields: Any) -> None:
@@ -256,7 +248,7 @@ class Daemon:
         self._finish()
         if isinstance(outcome, Report):
             return int(outcome.exit_code)
-        return int(EXIT_FOR_OVERALL[OverallStatus.UNKNOWN])
+        return int(ExitCode.UNKNOWN)
 
     def _begin(self) -> None:
         self._state, problem = self._store.load()

@@ -24,7 +24,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Optional
 
-from ssmdiag.report import CheckResult, OverallStatus, Report, Status
+from ssmdiag.report import CheckResult, Report, Status
 
 CHECK_RESULT = "check.result"
 CYCLE_SUMMARY = "cycle.summary"
@@ -240,6 +240,3 @@ def console_line(summary: Mapping[str, Any]) -> str:
 
 def overall_changed(summary: Mapping[str, Any]) -> bool:
     return summary.get("status") != summary.get("previous_status")
-
-
-OVERALL_VALUES = tuple(s.value for s in OverallStatus)

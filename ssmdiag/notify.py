@@ -21,11 +21,6 @@ class Notifier:
             address = "\0" + address[1:]
         self._address: Optional[str] = address or None
         self.watchdog_interval = _watchdog_interval(environ)
-        self.last_error: Optional[str] = None
-
-    @property
-    def active(self) -> bool:
-        return self._address is not None
 
     def send(self, *assignments: str) -> bool:
         if self._address is None or not hasattr(socket, "AF_UNIX"):
@@ -36,9 +31,8 @@ class Notifier:
             with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sock:
                 sock.settimeout(1.0)
                 sock.sendto(payload, self._address)
-        except OSError as exc:
-            self.last_error = f"cannot notify the service manager at {self._address!r}: {exc}"
-            return False
+        except OSError:
+            return False  # the manager went away: nothing to tell, nothing to fix here
         return True
 
     def ready(self, status: str) -> bool:
@@ -48,7 +42,8 @@ class Notifier:
         return self.send(f"STATUS={status}")
 
     def watchdog(self) -> bool:
-        return self.send("WATCHDOG=1")
+        # Only when WatchdogSec= asked for it: the loop calls this at every wake-up.
+        return self.watchdog_interval is not None and self.send("WATCHDOG=1")
 
     def reloading(self) -> bool:
         return self.send("RELOADING=1")

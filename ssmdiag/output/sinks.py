@@ -318,9 +318,6 @@ class SinkSet:
     def names(self) -> list[str]:
         return [g.sink.name for g in self._guards]
 
-    def failing(self) -> dict[str, str]:
-        return {g.sink.name: g.failure for g in self._guards if g.failure}
-
     def emit(self, event: Mapping[str, Any]) -> None:
         notices: list[dict[str, Any]] = []
         for guard in self._guards:
