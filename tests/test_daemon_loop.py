@@ -143,22 +143,39 @@ def test_ready_after_the_first_cycle_then_status_every_cycle(tmp_path: Path) -> 
     assert notifier.messages("STOPPING=1")
 
 
+def serve_one_slow_cycle(
+    tmp_path: Path,
+    clock: FakeClock,
+    config: Config,
+    notifier: RecordingNotifier,
+    sink: RecordingSink,
+    *,
+    duration: float,
+    stop_at: float,
+) -> None:
+    """Serve with cycles taking `duration` s of fake time; stop when the clock reaches stop_at."""
+    daemon = make_daemon(
+        tmp_path,
+        lambda _c: report(HEALTHY),
+        config=config,
+        clock=clock,
+        sinks=[sink],
+        notifier=notifier,
+        start_cycle=lambda work, wake: SlowJob(clock, duration, work(), wake),
+    )
+    clock.on_wait = lambda now: daemon.request_stop("test") if now >= stop_at else None
+    daemon.serve()
+
+
 def test_ready_is_sent_at_the_startup_timeout_when_the_first_cycle_is_slow(
     tmp_path: Path,
 ) -> None:
     clock = FakeClock()
     notifier = RecordingNotifier(watchdog_interval=None, clock=clock)
     config = Config(startup_timeout=60, jitter=0.0)
-    daemon = make_daemon(
-        tmp_path,
-        lambda _c: report(HEALTHY),
-        config=config,
-        clock=clock,
-        notifier=notifier,
-        start_cycle=lambda work, wake: SlowJob(clock, 100, work(), wake),
+    serve_one_slow_cycle(
+        tmp_path, clock, config, notifier, RecordingSink(), duration=100, stop_at=151
     )
-    clock.on_wait = lambda now: daemon.request_stop("test") if now > 150 else None
-    daemon.serve()
     ready = notifier.messages("READY=1")
     assert [t for t, _ in ready] == [60]
     status = notifier.messages("STATUS=")
@@ -171,17 +188,7 @@ def test_a_cycle_over_its_time_limit_stops_feeding_the_watchdog(tmp_path: Path) 
     notifier = RecordingNotifier(watchdog_interval=10, clock=clock)
     sink = RecordingSink()
     config = Config(cycle_timeout=240, jitter=0.0)
-    daemon = make_daemon(
-        tmp_path,
-        lambda _c: report(HEALTHY),
-        config=config,
-        clock=clock,
-        sinks=[sink],
-        notifier=notifier,
-        start_cycle=lambda work, wake: SlowJob(clock, 600, work(), wake),
-    )
-    clock.on_wait = lambda now: daemon.request_stop("test") if now >= 500 else None
-    daemon.serve()
+    serve_one_slow_cycle(tmp_path, clock, config, notifier, sink, duration=600, stop_at=500)
     pings = [t for t, _ in notifier.messages("WATCHDOG=1")]
     assert pings and max(pings) < 240
     overrun = sink.of("cycle.overrun")
