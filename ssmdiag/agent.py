@@ -7,12 +7,11 @@ sources is itself a finding (an upgrade without a restart, a stale package).
 
 from __future__ import annotations
 
-import json
 import re
 from dataclasses import dataclass, field
-from typing import Any, Optional
+from typing import Optional
 
-from ssmdiag.platform.base import AgentDiscovery, Platform, VersionReading
+from ssmdiag.platform.base import AgentDiscovery, VersionReading
 from ssmdiag.platform.process import ProcResult
 from ssmdiag.versions import AgentVersion, VersionError
 
@@ -109,61 +108,14 @@ def _label(reading: VersionReading) -> str:
     return reading.source
 
 
-# Fields of amazon-ssm-agent.json that change where the agent connects or who it is.
-AGENT_CONFIG_FIELDS = (
-    ("Agent", "Region"),
-    ("Agent", "ServiceDomain"),
-    ("Ssm", "Endpoint"),
-    ("Mds", "Endpoint"),
-    ("Mgs", "Endpoint"),
-    ("Mgs", "Region"),
-    ("Identity", "ConsumptionOrder"),
-)
+# amazon-ssm-agent.json is read in ssmdiag.agent_config, exactly as the agent decodes it.
+from ssmdiag.agent_config import AgentConfigFacts, read_agent_config  # noqa: E402
 
-
-def config_lookup(document: dict[str, Any], section: str, key: str) -> Any:
-    """The agent (Go's encoding/json) matches keys case-insensitively."""
-    for name, value in document.items():
-        if name.lower() == section.lower() and isinstance(value, dict):
-            for inner, inner_value in value.items():
-                if inner.lower() == key.lower():
-                    return inner_value
-    return None
-
-
-@dataclass
-class AgentConfigFacts:
-    path: str
-    path_source: str
-    # ok | missing | unreadable | invalid (not JSON) | not_object
-    state: str
-    settings: dict[str, Any] = field(default_factory=dict)
-    message: str = ""
-    line: Optional[int] = None
-    column: Optional[int] = None
-
-
-def read_agent_config(platform: Platform, binary_path: Optional[str]) -> AgentConfigFacts:
-    paths = platform.agent_paths(binary_path)
-    read = platform.read_file(paths.config_file)
-    facts = AgentConfigFacts(paths.config_file, paths.config_file_source, "ok")
-    if read.outcome == "missing":
-        facts.state = "missing"
-        return facts
-    if read.outcome != "ok":
-        facts.state, facts.message = "unreadable", read.message
-        return facts
-    try:
-        document = json.loads(read.text)
-    except json.JSONDecodeError as exc:
-        facts.state, facts.message = "invalid", exc.msg
-        facts.line, facts.column = exc.lineno, exc.colno
-        return facts
-    if not isinstance(document, dict):
-        facts.state, facts.message = "not_object", f"a JSON {type(document).__name__}"
-        return facts
-    for section, key in AGENT_CONFIG_FIELDS:
-        value = config_lookup(document, section, key)
-        if value not in (None, "", []):
-            facts.settings[f"{section}.{key}"] = value
-    return facts
+__all__ = [
+    "AgentConfigFacts",
+    "AgentFacts",
+    "derive_agent_facts",
+    "read_agent_config",
+    "reading_from_version_run",
+    "version_from_output",
+]

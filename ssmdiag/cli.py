@@ -170,12 +170,21 @@ def _cmd_endpoints(args: argparse.Namespace, config: Config) -> int:
     if args.format == "json":
         sys.stdout.write(render_json(data))
     else:
+        region = data["region"] or "unknown"
         lines = [
-            f"region {data['region']} (from {data['region_source']}), "
+            f"identity region {region} (from {data['region_source'] or 'nowhere'}), "
             f"DNS suffix {data['dns_suffix']}",
             "",
         ]
-        lines += [f"{e['service']:12} {e['url']:52} {e['source']}" for e in data["endpoints"]]
+        for e in data["endpoints"]:
+            url = e["url"] or "(none)"
+            signing = f"signed for {e['signing_region']}" if e["signing_region"] else "unsigned"
+            lines.append(f"{e['service']:12} {url}  [{signing}]")
+            lines.append(f"{'':12} from {e['origin']}")
+            if e.get("problem"):
+                lines.append(f"{'':12} PROBLEM: {e['problem']}")
+            for note in e.get("notes", []):
+                lines.append(f"{'':12} note: {note}")
         sys.stdout.write("\n".join(lines) + "\n")
     return ExitCode.OK
 

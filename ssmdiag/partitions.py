@@ -21,6 +21,20 @@ DEFAULT_DNS_SUFFIX = "amazonaws.com"  # aws partition and GovCloud (us-gov-)
 
 SERVICES = ("ec2messages", "ssm", "ssmmessages")
 
+# The AWS SDK's own partitions (aws-sdk-go aws/endpoints/defaults.go, vendored in the agent:
+# awsPartition :116-124, awscn :35305, awsusgov :37530, awsiso :44268, awsisob :45572,
+# awsisoe :46410, awsisof :46444), used only when the agent hands the SDK no endpoint.
+# A region no regex matches falls back to the first partition (v3model.go:64-68).
+SDK_PARTITIONS: tuple[tuple[str, str], ...] = (
+    (r"(us|eu|ap|sa|ca|me|af|il)\-\w+\-\d+", "amazonaws.com"),
+    (r"cn\-\w+\-\d+", "amazonaws.com.cn"),
+    (r"us\-gov\-\w+\-\d+", "amazonaws.com"),
+    (r"us\-iso\-\w+\-\d+", "c2s.ic.gov"),
+    (r"us\-isob\-\w+\-\d+", "sc2s.sgov.gov"),
+    (r"eu\-isoe\-\w+\-\d+", "cloud.adc-e.uk"),
+    (r"us\-isof\-\w+\-\d+", "csp.hci.ic.gov"),
+)
+
 _REGION_RE = re.compile(r"^[A-Za-z0-9-]+$")
 MAX_REGION_LENGTH = 100
 
@@ -45,3 +59,11 @@ def dns_suffix(region: str) -> str:
         if region.startswith(prefix):
             return suffix
     return DEFAULT_DNS_SUFFIX
+
+
+def sdk_dns_suffix(region: str) -> str:
+    """The DNS suffix the AWS SDK's resolver gives a region (see SDK_PARTITIONS)."""
+    for pattern, suffix in SDK_PARTITIONS:
+        if re.fullmatch(pattern, region, flags=re.ASCII):
+            return suffix
+    return SDK_PARTITIONS[0][1]

@@ -59,6 +59,9 @@ class ProbeResult:
             "port": self.endpoint.port,
             "url": self.endpoint.url,
             "source": self.endpoint.source,
+            "origin": self.endpoint.origin or None,
+            "signing_region": self.endpoint.signing_region or None,
+            "notes": list(self.endpoint.notes),
             "proxy": self.proxy,
             "addresses": self.addresses,
             "private_addresses": self.private_addresses,
@@ -346,7 +349,7 @@ def _http(
     with requests.Session() as session:
         session.trust_env = False  # the agent's proxy, passed explicitly, not ssmdiag's own
         session.mount("https://", _trust_adapter_class()(context))
-        proxies = {"https": raw_proxy} if raw_proxy else {}
+        proxies = {endpoint.scheme: raw_proxy} if raw_proxy else {}
         response = session.get(
             endpoint.url, timeout=timeout, proxies=proxies, allow_redirects=False, stream=True
         )
@@ -356,6 +359,9 @@ def _http(
 
 def probe(endpoint: Endpoint, proxies: ProxySettings, settings: ProbeSettings) -> ProbeResult:
     result = ProbeResult(endpoint)
+    if endpoint.problem:  # the agent itself has nothing usable to connect to
+        result.failure, result.message = "agent_endpoint", endpoint.problem
+        return result
     deadline = time.monotonic() + settings.probe_timeout
 
     def budget(limit: float) -> float:
@@ -368,7 +374,12 @@ def probe(endpoint: Endpoint, proxies: ProxySettings, settings: ProbeSettings) -
         return min(limit, left)
 
     proxy = proxies.proxy_for(endpoint.url)
-    raw_proxy = proxies.https_proxy if proxy else None
+    # Go's ProxyFromEnvironment: https_proxy for https URLs, http_proxy for http URLs.
+    raw_proxy = (
+        (proxies.https_proxy if endpoint.scheme == "https" else proxies.http_proxy)
+        if (proxy)
+        else None
+    )
     result.proxy = proxy.display() if proxy else None
     addresses: list[str] = []
     try:
@@ -406,28 +417,32 @@ def probe(endpoint: Endpoint, proxies: ProxySettings, settings: ProbeSettings) -
             f"proxy {proxy.display()}" if proxy else endpoint.host,
         )
         done("tcp", peer=str(sock.getpeername()[0]))
-        if proxy and raw_proxy:
+        if endpoint.scheme == "http":
+            sock.close()  # plain HTTP: no tunnel and no TLS; the request goes as it is
+        elif proxy and raw_proxy:
             phase = "proxy"
             _connect_tunnel(sock, proxy, raw_proxy, endpoint, budget(settings.connect_timeout))
             done("proxy", proxy=proxy.display())
-        phase = "tls"
-        try:
-            tls_info = _tls(sock, endpoint, context, budget(settings.connect_timeout))
-        except _Failed as failure:
-            if failure.code == "tls_untrusted":
-                issuer = _untrusted_issuer(
-                    addresses, endpoint, proxy, raw_proxy, budget(settings.connect_timeout)
-                )
-                result.phases["tls"] = {"ok": False, "issuer": issuer}
-                failure.message += f"; certificate issued by {issuer}"
-            raise
-        done("tls", **tls_info)
+        if endpoint.scheme == "https":
+            phase = "tls"
+            try:
+                tls_info = _tls(sock, endpoint, context, budget(settings.connect_timeout))
+            except _Failed as failure:
+                if failure.code == "tls_untrusted":
+                    issuer = _untrusted_issuer(
+                        addresses, endpoint, proxy, raw_proxy, budget(settings.connect_timeout)
+                    )
+                    result.phases["tls"] = {"ok": False, "issuer": issuer}
+                    failure.message += f"; certificate issued by {issuer}"
+                raise
+            done("tls", **tls_info)
         phase = "http"
         try:
             status, date = _http(endpoint, context, raw_proxy, budget(settings.probe_timeout))
         except Exception as exc:  # requests' many exception types: all one phase failure
             raise _Failed(
-                "http_error", f"HTTPS request to {endpoint.url} failed: {type(exc).__name__}"
+                "http_error",
+                f"{endpoint.scheme.upper()} request to {endpoint.url} failed: {type(exc).__name__}",
             ) from None
         result.http_status = status
         result.local_time_at_answer = time.time()

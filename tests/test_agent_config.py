@@ -37,7 +37,7 @@ def test_json_that_is_not_an_object_fails(no_default_agent: LinuxLocations, tmp_
     path = tmp_path / "amazon-ssm-agent.json"
     path.write_text("[1, 2]")
     check = config_check(no_default_agent, agent_config_file=str(path))
-    assert check["status"] == "fail" and "not an object" in str(check["summary"])
+    assert check["status"] == "fail" and "not a JSON object" in str(check["summary"])
 
 
 def test_overrides_are_read_case_insensitively_like_the_agent(

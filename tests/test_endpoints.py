@@ -66,16 +66,24 @@ def test_ssmdiag_override_wins_over_the_agent_config() -> None:
     assert (plan.get("ssm").host, plan.get("ssm").source) == ("b.example", "ssmdiag-config")
 
 
-def test_an_endpoint_that_is_not_https_is_rejected() -> None:
+def test_an_agent_endpoint_the_agent_cannot_use_is_a_problem_not_a_crash() -> None:
+    ssm = plan_endpoints("us-east-1", {"Ssm.Endpoint": "ftp://x.example"}).get("ssm")
+    assert ssm.problem is not None and "unsupported scheme 'ftp'" in ssm.problem
+    assert ssm.fix is not None and "Ssm.Endpoint" in ssm.fix
+
+
+def test_an_ssmdiag_override_that_is_not_https_is_rejected() -> None:
     with pytest.raises(EndpointError, match="not a host or https URL"):
-        plan_endpoints("us-east-1", {"Ssm.Endpoint": "ftp://x.example"})
+        plan_endpoints("us-east-1", {}, {"ssm": "ftp://x.example"})
 
 
 def test_endpoints_command_prints_the_documented_json(
     tmp_path: Path, write_config: Callable[[str], Path]
 ) -> None:
     agent_config = tmp_path / "amazon-ssm-agent.json"
-    agent_config.write_text(json.dumps({"Mgs": {"Endpoint": "mgs.example.net"}}))
+    agent_config.write_text(
+        json.dumps({"Mgs": {"Endpoint": "mgs.example.net"}, "Agent": {"Region": "cn-north-1"}})
+    )
     result = run_cli(
         "endpoints",
         "--region",
@@ -96,9 +104,16 @@ def test_endpoints_command_prints_the_documented_json(
         "port": 443,
         "url": "https://ssm.cn-northwest-1.amazonaws.com.cn/",
         "source": "default",
+        # Agent.Region signs; the host follows the identity region (ssm/service.go:93-99).
+        "signing_region": "cn-north-1",
+        "origin": "identity region cn-northwest-1 and the partition's suffix",
     }
     assert by_service["ssmmessages"]["host"] == "mgs.example.net"
     assert by_service["ssmmessages"]["source"] == "agent-config"
+    assert by_service["ssmmessages"]["signing_region"] == "cn-northwest-1"
+    text = run_cli("endpoints", "--region", "cn-northwest-1", "--agent-config", str(agent_config))
+    assert "https://mgs.example.net/  [signed for cn-northwest-1]" in text.stdout
+    assert "from Mgs.Endpoint in the agent config" in text.stdout
 
 
 @pytest.mark.parametrize("region", ["us east 1", "x" * 101, "us-east-1;rm"])

@@ -78,11 +78,12 @@ def _plan(ctx: Context) -> Any:
     from ssmdiag.endpoints import plan_endpoints
 
     region = ctx.fact("identity").region
-    if region is None:
+    settings = ctx.fact("agent_config").settings
+    # With no identity region the agent's SDK still resolves ssm/ec2messages for
+    # Agent.Region (see ssmdiag/endpoints.py); with neither there is nothing to derive.
+    if region is None and not settings.get("Agent.Region"):
         return None
-    return plan_endpoints(
-        region, ctx.fact("agent_config").settings, dict(ctx.config.endpoint_overrides)
-    )
+    return plan_endpoints(region, settings, dict(ctx.config.endpoint_overrides))
 
 
 def _probes(ctx: Context) -> Any:

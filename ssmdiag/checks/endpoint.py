@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Callable, Optional
 
 from ssmdiag.checks.base import Check, Context
-from ssmdiag.endpoints import EndpointPlan
+from ssmdiag.endpoints import AGENT_CONFIG_KEY, Endpoint, EndpointPlan
 from ssmdiag.partitions import SERVICES
 from ssmdiag.probe import ProbeResult
 from ssmdiag.report import Finding, error, fail, ok, warn
@@ -65,6 +65,24 @@ def _summary(result: ProbeResult) -> str:
     return f"{result.endpoint.host} reachable: " + ", ".join(parts)
 
 
+def _signing_mismatch(endpoint: Endpoint, identity_region: str) -> Optional[tuple[str, str]]:
+    """Agent.Region only changes the SigV4 signing region (ssm/service.go:93-99): signed for
+    one region and sent to another region's host, every request is refused by AWS."""
+    if endpoint.source != "default" or endpoint.service == "ssmmessages":
+        return None
+    if not identity_region or endpoint.signing_region in ("", identity_region):
+        return None
+    return (
+        f"the agent signs its {endpoint.service} requests for {endpoint.signing_region} "
+        f"(Agent.Region) and sends them to {endpoint.host}: AWS rejects them "
+        '("Credential should be scoped to a valid region")',
+        "Agent.Region does not move the agent to another region: remove it from "
+        "amazon-ssm-agent.json (or set it to "
+        f"{identity_region}); the node's region comes from its identity (IMDS or the hybrid "
+        "registration). Then restart the agent.",
+    )
+
+
 def _make_run(service: str) -> Callable[[Context], Finding]:
     def run(ctx: Context) -> Finding:
         plan: Optional[EndpointPlan] = ctx.fact("endpoint_plan")
@@ -76,7 +94,20 @@ def _make_run(service: str) -> Callable[[Context], Finding]:
         probes: dict[str, ProbeResult] = ctx.fact("probes")
         result = probes[service]
         details = result.to_details()
+        endpoint = result.endpoint
+        if endpoint.problem:
+            return fail(endpoint.problem, endpoint.fix or "Correct the agent config.", details)
+        mismatch = _signing_mismatch(endpoint, plan.region)
         if result.ok:
+            if mismatch:
+                return fail(f"{_summary(result)}; but {mismatch[0]}", mismatch[1], details)
+            if endpoint.notes:
+                return warn(
+                    f"{_summary(result)}; but {endpoint.notes[0]}",
+                    f"Use the https:// form of {AGENT_CONFIG_KEY[service]} unless the path "
+                    "is protected otherwise, then restart the agent.",
+                    details,
+                )
             return ok(_summary(result), details)
         remediation = REMEDIATION.get(result.failure or "", "Check the network path.")
         remediation = remediation.format(host=result.endpoint.host)
