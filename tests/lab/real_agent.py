@@ -69,7 +69,9 @@ def agent_config_probe(config_file: Path, identity_region: str, timeout: float =
     if proc.returncode == 2 and "panic" in proc.stderr:
         return ProbeResult(True, "panic: " + proc.stderr.splitlines()[0], {}, crashed=True)
     if not body:
-        raise AssertionError(f"probe printed no JSON (rc {proc.returncode}): {out!r} {proc.stderr!r}")
+        raise AssertionError(
+            f"probe printed no JSON (rc {proc.returncode}): {out!r} {proc.stderr!r}"
+        )
     values: dict[str, Any] = json.loads(body)
     if proc.returncode == 3:
         return ProbeResult(True, str(values.get("config_error", "")), values)
@@ -102,9 +104,7 @@ def node_run(
         "PYTHONPATH": str(REPO),
     }
     if fake_imds:
-        env.update(
-            LAB_FAKE_IMDS="1", IMDS_REGION=imds_region, IMDS_INSTANCE_ID=imds_instance_id
-        )
+        env.update(LAB_FAKE_IMDS="1", IMDS_REGION=imds_region, IMDS_INSTANCE_ID=imds_instance_id)
         if imds_profile:
             env["IMDS_PROFILE"] = imds_profile
     else:
