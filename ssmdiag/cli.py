@@ -58,6 +58,7 @@ def _build_parser() -> argparse.ArgumentParser:
         description="Can Session Manager reach this node? "
         "Exit codes: 0 ok, 1 warn, 2 fail, 3 unknown, 64 usage, 78 config.",
     )
+    parser.add_argument("-V", "--version", action="version", version=f"ssmdiag {__version__}")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     network = _Parser(add_help=False)
     network.add_argument("--region", help="the node's region (overrides [network] region)")
@@ -66,7 +67,13 @@ def _build_parser() -> argparse.ArgumentParser:
         metavar="PATH",
         help="the agent's amazon-ssm-agent.json (overrides [agent] config_file)",
     )
-    check = commands.add_parser("check", parents=[common, fmt, network], help="run the checks once")
+    check = commands.add_parser(
+        "check",
+        parents=[common, fmt, network],
+        help="run the checks once",
+        description="Run every check once and print the report (table or JSON). Exit code: "
+        "the worst status (0 ok, 1 warn, 2 fail, 3 unknown).",
+    )
     check.add_argument(
         "--only",
         nargs="+",
@@ -78,17 +85,24 @@ def _build_parser() -> argparse.ArgumentParser:
         "features",
         parents=[common, fmt],
         help="what a given (or the installed) agent version allows",
+        description="Which Session Manager features an SSM Agent version allows, with the "
+        "documented minimum of each (and where the agent's release notes differ).",
     )
     features.add_argument("agent_version", nargs="?", metavar="VERSION")
     commands.add_parser(
         "endpoints",
         parents=[common, fmt, network],
         help="the endpoints this node must reach, and why",
+        description="The ec2messages, ssm and ssmmessages URLs the agent uses on this node, "
+        "each with its signing region and where it comes from (the agent's config, its "
+        "identity region, or ssmdiag's own override). Nothing is contacted but IMDS.",
     )
     run = commands.add_parser(
         "run",
         parents=[common, network],
         help="the daemon: check at start and then on a schedule, logging changes",
+        description="Check at start and then every [daemon] interval (sooner while a check "
+        "fails), writing health events to the sinks. SIGHUP reloads the config; SIGTERM stops.",
     )
     run.add_argument(
         "--once",
@@ -101,11 +115,12 @@ def _build_parser() -> argparse.ArgumentParser:
         choices=SINK_NAMES,
         help="where health events go (repeatable; overrides [sinks] enabled)",
     )
-    commands.add_parser(
-        "service",
-        help="Windows only: the entry point the service control manager starts",
-    )
-    commands.add_parser("version", help="print ssmdiag's version")
+    # Only the Windows service control manager starts `service`: it exists only there.
+    if sys.platform == "win32":
+        commands.add_parser(
+            "service", help="the entry point the Windows service control manager starts"
+        )
+    commands.add_parser("version", help="print ssmdiag's version", description="Print the version.")
     return parser
 
 
@@ -133,13 +148,13 @@ def _cmd_check(args: argparse.Namespace, config: Config) -> int:
     try:
         platform = detect(config)
     except UnsupportedPlatform as exc:
-        print(f"ssmdiag: {exc}", file=sys.stderr)
+        _err(f"ssmdiag: {exc}")
         return ExitCode.UNKNOWN
     report = run_checks(platform, config, args.only)
     if args.format == "json":
-        sys.stdout.write(render_json(report.to_dict()))
+        _write(render_json(report.to_dict()))
     else:
-        sys.stdout.write(render_table(report, use_colour(sys.stdout)))
+        _write(render_table(report, use_colour(sys.stdout)))
     return int(report.exit_code)
 
 
@@ -152,12 +167,12 @@ def _cmd_endpoints(args: argparse.Namespace, config: Config) -> int:
     try:
         ctx = Context(detect(config), config)
     except UnsupportedPlatform as exc:
-        print(f"ssmdiag: {exc}", file=sys.stderr)
+        _err(f"ssmdiag: {exc}")
         return ExitCode.UNKNOWN
     try:
         plan = ctx.fact("endpoint_plan")
     except EndpointError as exc:
-        print(f"ssmdiag: {exc}", file=sys.stderr)
+        _err(f"ssmdiag: {exc}")
         return ExitCode.CONFIG
     if plan is None:
         print(
@@ -165,10 +180,23 @@ def _cmd_endpoints(args: argparse.Namespace, config: Config) -> int:
             file=sys.stderr,
         )
         return ExitCode.UNKNOWN
-    data = plan.to_dict()
+    from ssmdiag.redact import redact
+
+    data = redact(plan.to_dict())
     data["region_source"] = ctx.fact("identity").region_source
+    agent_config = ctx.fact("agent_config")
+    if agent_config.state in ("invalid", "refused", "unverified"):
+        # The endpoints below are the defaults: the agent reads nothing from this file.
+        data["agent_config_problem"] = redact(agent_config.message)
+        _err(
+            f"ssmdiag: note: {agent_config.path}: {agent_config.message}; the agent will not "
+            "start with it, so these are the endpoints without it (`ssmdiag check --only "
+            "agent.config` says what to fix)"
+            if agent_config.state != "unverified"
+            else f"ssmdiag: note: {agent_config.path} could not be judged: {agent_config.message}"
+        )
     if args.format == "json":
-        sys.stdout.write(render_json(data))
+        _write(render_json(data))
     else:
         region = data["region"] or "unknown"
         lines = [
@@ -185,7 +213,7 @@ def _cmd_endpoints(args: argparse.Namespace, config: Config) -> int:
                 lines.append(f"{'':12} PROBLEM: {e['problem']}")
             for note in e.get("notes", []):
                 lines.append(f"{'':12} note: {note}")
-        sys.stdout.write("\n".join(lines) + "\n")
+        _write("\n".join(lines) + "\n")
     return ExitCode.OK
 
 
@@ -221,7 +249,7 @@ def _cmd_features(args: argparse.Namespace, config: Config) -> int:
         try:
             facts = derive_agent_facts(detect(config).discover_agent())
         except UnsupportedPlatform as exc:
-            print(f"ssmdiag: {exc}", file=sys.stderr)
+            _err(f"ssmdiag: {exc}")
             return ExitCode.UNKNOWN
         if not facts.installed:
             print(
@@ -244,9 +272,9 @@ def _cmd_features(args: argparse.Namespace, config: Config) -> int:
     from ssmdiag.output.render import render_features_table, render_json, use_colour
 
     if args.format == "json":
-        sys.stdout.write(render_json(data))
+        _write(render_json(data))
     else:
-        sys.stdout.write(render_features_table(data, use_colour(sys.stdout)))
+        _write(render_features_table(data, use_colour(sys.stdout)))
     statuses = {f["status"] for f in data["features"]}
     return ExitCode.FAIL if "fail" in statuses else ExitCode.WARN if "warn" in statuses else 0
 
@@ -282,10 +310,64 @@ def _cmd_service() -> int:
     )
 
 
-def main(argv: Optional[Sequence[str]] = None) -> int:
-    parser = _build_parser()
+def _usable_streams() -> None:
+    """`ssmdiag check >&-` leaves sys.stdout None; a surrogate in an endpoint would make
+    print() raise under a UTF-8 locale. Output goes nowhere or escaped, never a traceback."""
+    for name in ("stdout", "stderr"):
+        stream = getattr(sys, name)
+        if stream is None:
+            setattr(sys, name, open(os.devnull, "w", encoding="utf-8"))  # noqa: SIM115
+        elif hasattr(stream, "reconfigure"):
+            try:
+                stream.reconfigure(errors="backslashreplace")
+            except (ValueError, OSError):  # already closed or detached
+                setattr(sys, name, open(os.devnull, "w", encoding="utf-8"))  # noqa: SIM115
+
+
+def _silence_stdout() -> None:
+    """The reader of our stdout left (`| head`): drop the rest quietly, keep the exit code."""
     try:
-        args = parser.parse_args(argv)
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+    except (OSError, ValueError, AttributeError):
+        sys.stdout = open(os.devnull, "w", encoding="utf-8")  # noqa: SIM115
+
+
+def _err(text: str) -> None:
+    """A message on stderr, through the same redaction as every other output."""
+    from ssmdiag.redact import redact_text
+
+    print(redact_text(text), file=sys.stderr)
+
+
+def _write(text: str) -> None:
+    """Print a result; a reader that left (`| head -c 10`) ends the output, not the command,
+    which still exits with the health code."""
+    try:
+        sys.stdout.write(text)
+        sys.stdout.flush()
+    except BrokenPipeError:
+        _silence_stdout()
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    _usable_streams()
+    code = _main(argv)
+    try:
+        sys.stdout.flush()  # a closed pipe shows here, not at interpreter exit
+    except BrokenPipeError:
+        _silence_stdout()
+    return code
+
+
+def _main(argv: Optional[Sequence[str]] = None) -> int:
+    parser = _build_parser()
+    words = list(sys.argv[1:] if argv is None else argv)
+    try:
+        if words[:1] == ["service"]:
+            return _cmd_service()
+        args = parser.parse_args(words)
         if args.command is None:
             parser.print_help(sys.stderr)
             return ExitCode.USAGE
@@ -308,14 +390,19 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             return _cmd_run(args, config)
         return _cmd_features(args, config)
     except UsageError as exc:
-        print(f"{exc}\n(see `ssmdiag --help`)", file=sys.stderr)
+        _err(f"{exc}\n(see `ssmdiag --help`)")
         return ExitCode.USAGE
     except ConfigError as exc:
-        print(f"ssmdiag: {exc}", file=sys.stderr)
+        _err(f"ssmdiag: {exc}")
         return ExitCode.CONFIG
     except KeyboardInterrupt:
         return 130
     except BrokenPipeError:
-        # `ssmdiag check | head`: the reader left; nothing more to say.
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        _silence_stdout()
         return ExitCode.OK
+    except RecursionError:
+        print(
+            "ssmdiag: input nested too deeply to read (see the bounds in the README)",
+            file=sys.stderr,
+        )
+        return ExitCode.UNKNOWN

@@ -19,6 +19,8 @@ else:  # pragma: no cover - exercised on Python < 3.11 only
     import tomli as tomllib
 
 ENV_VAR = "SSMDIAG_CONFIG"
+MAX_CONFIG_BYTES = 1024 * 1024
+MAX_CONFIG_NESTING = 32
 
 
 def default_config_path() -> str:
@@ -82,6 +84,8 @@ class _Bad(ValueError):
 def _absolute_path(value: Any) -> str:
     if not isinstance(value, str) or not value.strip():
         raise _Bad(f"must be a non-empty string (a path), got {value!r}")
+    if "\x00" in value:
+        raise _Bad("must not contain a NUL byte")
     if not (os.path.isabs(value) or os.path.isabs(value.replace("\\", "/"))):
         raise _Bad(f"must be an absolute path, got {value!r}")
     return value
@@ -289,26 +293,39 @@ def with_overrides(config: Config, region: Optional[str], agent_config: Optional
 def load_config(
     cli_path: Optional[str] = None, environ: Optional[Mapping[str, str]] = None
 ) -> Config:
+    from ssmdiag.safeio import read_text, toml_depth
+
     path, explicit = resolve_path(cli_path, os.environ if environ is None else environ)
-    try:
-        with open(path, "rb") as handle:
-            raw = handle.read()
-    except FileNotFoundError:
+    if "\x00" in path:
+        raise ConfigError(path.replace("\x00", "\\0"), "the path contains a NUL byte")
+    read = read_text(path, MAX_CONFIG_BYTES)
+    if read.outcome == "missing":
         if explicit:
-            raise ConfigError(
-                path, "file does not exist (named by --config or SSMDIAG_CONFIG)"
-            ) from None
+            raise ConfigError(path, "file does not exist (named by --config or SSMDIAG_CONFIG)")
         return Config()
-    except IsADirectoryError:
-        raise ConfigError(path, "is a directory, not a TOML file") from None
-    except PermissionError:
-        raise ConfigError(path, "cannot be read: permission denied") from None
-    except OSError as exc:
-        raise ConfigError(path, f"cannot be read: {exc.strerror or exc}") from None
+    if read.outcome == "not_regular":
+        raise ConfigError(path, f"{read.message}: name a TOML file")
+    if read.outcome == "denied":
+        raise ConfigError(path, "cannot be read: permission denied")
+    if read.outcome != "ok":
+        raise ConfigError(path, f"cannot be read: {read.message}")
+    if read.truncated:
+        raise ConfigError(path, f"is {read.message}: an ssmdiag config is a few lines of TOML")
     try:
-        data = tomllib.loads(raw.decode("utf-8"))
+        text = read.data.decode("utf-8")
     except UnicodeDecodeError as exc:
         raise ConfigError(path, f"is not UTF-8 text (byte {exc.start})") from None
+    depth = toml_depth(text)
+    if depth > MAX_CONFIG_NESTING:
+        raise ConfigError(
+            path, f"nests tables or arrays {depth} levels deep: not an ssmdiag config"
+        )
+    try:
+        data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(path, f"is not valid TOML: {exc}") from None
+    except RecursionError:
+        raise ConfigError(
+            path, "nests tables or arrays too deeply: not an ssmdiag config"
+        ) from None
     return config_from_mapping(data, path)

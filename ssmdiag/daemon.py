@@ -35,6 +35,7 @@ from ssmdiag.health import (
 )
 from ssmdiag.notify import Notifier
 from ssmdiag.output.sinks import SinkChoice, SinkSet, human_message
+from ssmdiag.redact import redact_processor
 from ssmdiag.report import ExitCode, OverallStatus, Report
 from ssmdiag.state import StateStore
 
@@ -132,6 +133,7 @@ def event_logger(sinks: SinkSet) -> Any:
         processors=[
             structlog.processors.add_log_level,
             structlog.processors.TimeStamper(fmt="iso", utc=True, key="ts"),
+            redact_processor,
             _order,
         ],
         # Own filter: the stderr diagnostics' level must never silence health events.
@@ -395,7 +397,7 @@ class Daemon:
         previous = self._config.source or "(built-in defaults)"
         try:
             config = self._load_config()
-        except ConfigError as exc:
+        except (ConfigError, ValueError) as exc:  # ValueError: a --region gone bad
             self._emit(
                 "config.rejected",
                 "error",

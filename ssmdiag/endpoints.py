@@ -260,7 +260,9 @@ def _target(agent: AgentEndpoint) -> Endpoint:
                 f"{key} in the agent config; then restart the agent."
             )
         return unusable(
-            f"the agent has no {agent.service} endpoint: it comes from {agent.origin}", fix
+            f"the agent has no {agent.service} endpoint: "
+            + agent.origin.removeprefix("nowhere: "),
+            fix,
         )
     try:
         parsed = go_url_parse(agent.url)

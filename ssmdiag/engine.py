@@ -17,6 +17,7 @@ from ssmdiag import __version__
 from ssmdiag.checks import ALL_CHECKS, Check, Context
 from ssmdiag.config import Config
 from ssmdiag.platform.base import Platform
+from ssmdiag.redact import redact, redact_text
 from ssmdiag.report import CheckResult, Finding, HostInfo, Report, Status
 
 log = structlog.get_logger("ssmdiag.engine")
@@ -33,13 +34,14 @@ def _run_one(check: Check, ctx: Context) -> CheckResult:
         finding = Finding(Status.SKIP, f"disabled by checks.disable in {ctx.config.source}")
     else:
         finding = _guarded(check, ctx)
+    # The one place every result passes before any output (table, JSON, events).
     return CheckResult(
         check.id,
         check.title,
         finding.status,
-        finding.summary,
-        finding.details,
-        finding.remediation,
+        redact_text(finding.summary),
+        redact(finding.details),
+        redact_text(finding.remediation) if finding.remediation else finding.remediation,
         int((time.monotonic() - started) * 1000),
     )
 

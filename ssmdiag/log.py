@@ -10,6 +10,8 @@ import sys
 
 import structlog
 
+from ssmdiag.redact import redact_processor
+
 _LEVELS = {
     "debug": logging.DEBUG,
     "info": logging.INFO,
@@ -29,6 +31,7 @@ def configure_logging(fmt: str = "console", level: str = "info") -> None:
             structlog.processors.add_log_level,
             structlog.processors.TimeStamper(fmt="iso", utc=True),
             structlog.processors.format_exc_info,
+            redact_processor,
             renderer,
         ],
         wrapper_class=structlog.make_filtering_bound_logger(_LEVELS[level]),

@@ -35,7 +35,7 @@ SDK_PARTITIONS: tuple[tuple[str, str], ...] = (
     (r"us\-isof\-\w+\-\d+", "csp.hci.ic.gov"),
 )
 
-_REGION_RE = re.compile(r"^[A-Za-z0-9-]+$")
+_REGION_RE = re.compile(r"[A-Za-z0-9-]+\Z")  # \Z: "us-east-1\n" is not a region
 MAX_REGION_LENGTH = 100
 
 

@@ -16,9 +16,11 @@ from collections.abc import Mapping
 from typing import Optional
 
 from ssmdiag.health import HealthState
+from ssmdiag.safeio import loads_json, read_text
 
 STATE_FILE = "last-status.json"
 _FORMAT = 1
+MAX_STATE_BYTES = 1024 * 1024
 
 
 def default_state_dir(environ: Mapping[str, str]) -> str:
@@ -37,19 +39,20 @@ class StateStore:
 
     def load(self) -> tuple[HealthState, Optional[str]]:
         """The saved state, and a problem description when it could not be used."""
-        try:
-            with open(self.path, "rb") as handle:
-                raw = handle.read(1024 * 1024)
-        except FileNotFoundError:
+        read = read_text(self.path, MAX_STATE_BYTES)
+        if read.outcome == "missing":
             return HealthState(), None
-        except OSError as exc:
-            return HealthState(), f"cannot read {self.path}: {exc.strerror or exc}"
+        if read.outcome not in ("ok", "not_regular"):
+            return HealthState(), f"cannot read {self.path}: {read.message}"
         try:
-            data = json.loads(raw.decode("utf-8"))
+            if read.outcome == "not_regular" or read.truncated:
+                raise ValueError(read.message)
+            data = loads_json(read.data.decode("utf-8"))
             if not isinstance(data, dict) or data.get("format") != _FORMAT:
                 raise ValueError(f"not a format-{_FORMAT} ssmdiag state file")
             return HealthState.from_dict(data), None
-        except (ValueError, UnicodeDecodeError) as exc:
+        except (ValueError, TypeError, KeyError, AttributeError) as exc:
+            # Any shape the file may have taken (hand edits, a full disk, another program).
             kept = self.path + ".corrupt"
             try:
                 os.replace(self.path, kept)

@@ -12,7 +12,10 @@ from dataclasses import dataclass
 from functools import total_ordering
 
 # 3 or 4 dotted integers; optional leading "v"; optional deb revision "-1"/"-1ubuntu2".
-_VERSION_RE = re.compile(r"^v?(?P<fields>\d{1,9}(?:\.\d{1,9}){2,3})(?:-[0-9A-Za-z.+~]{1,32})?$")
+# ASCII only (re.ASCII: no full-width or other Unicode digits) and \Z (no trailing newline).
+_VERSION_RE = re.compile(
+    r"v?(?P<fields>\d{1,9}(?:\.\d{1,9}){2,3})(?:-[0-9A-Za-z.+~]{1,32})?\Z", re.ASCII
+)
 
 
 class VersionError(ValueError):

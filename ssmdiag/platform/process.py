@@ -14,7 +14,7 @@ import sys
 import threading
 import time
 from dataclasses import dataclass
-from typing import Optional
+from typing import IO, Optional
 
 MAX_OUTPUT_BYTES = 64 * 1024
 
@@ -27,6 +27,7 @@ _live_lock = threading.Lock()
 class ProcResult:
     argv: tuple[str, ...]
     # ok: exit 0 | nonzero: ran, exit != 0 | not_found | denied | timeout | error
+    # | flood: printed more than MAX_OUTPUT_BYTES (stopped; stdout/stderr hold the start)
     outcome: str
     returncode: Optional[int] = None
     stdout: str = ""
@@ -81,26 +82,89 @@ def run(
         return ProcResult(args, "error", message=f"could not start: {exc.strerror or exc}")
     with _live_lock:
         _live.add(proc)
+    flooded = threading.Event()
+    readers = [_BoundedReader(pipe, flooded) for pipe in (proc.stdout, proc.stderr)]
     try:
-        out, err = proc.communicate(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        _kill_tree(proc)
-        with contextlib.suppress(subprocess.TimeoutExpired):
-            proc.communicate(timeout=2)
-        return ProcResult(
-            args,
-            "timeout",
-            duration_s=time.monotonic() - started,
-            message=f"no answer within {timeout:g} s (killed)",
-        )
+        deadline = started + timeout
+        while proc.poll() is None and not flooded.is_set():
+            if time.monotonic() >= deadline:
+                break
+            flooded.wait(min(0.05, max(0.0, deadline - time.monotonic())))
+        if proc.poll() is None:
+            _kill_tree(proc)
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                proc.wait(timeout=2)
+            if not flooded.is_set():
+                return ProcResult(
+                    args,
+                    "timeout",
+                    duration_s=time.monotonic() - started,
+                    message=f"no answer within {timeout:g} s (killed)",
+                )
+        # The program exited; a child it left behind may still hold the pipes open.
+        left = max(0.1, deadline - time.monotonic())
+        if not all(r.join(left) for r in readers):
+            _kill_tree(proc)
+            for reader in readers:
+                reader.join(2)
     finally:
         with _live_lock:
             _live.discard(proc)
     duration = time.monotonic() - started
-    stdout = out[:MAX_OUTPUT_BYTES].decode("utf-8", "replace")
-    stderr = err[:MAX_OUTPUT_BYTES].decode("utf-8", "replace")
+    stdout, stderr = (r.text() for r in readers)
+    if flooded.is_set():
+        return ProcResult(
+            args,
+            "flood",
+            proc.returncode,
+            stdout,
+            stderr,
+            duration,
+            message=f"printed more than {MAX_OUTPUT_BYTES // 1024} KiB (stopped and killed)",
+        )
     outcome = "ok" if proc.returncode == 0 else "nonzero"
     return ProcResult(args, outcome, proc.returncode, stdout, stderr, duration)
+
+
+class _BoundedReader:
+    """Reads one pipe on its own thread, keeping at most MAX_OUTPUT_BYTES: the bound holds
+    while reading, so a program that floods its output never fills ssmdiag's memory."""
+
+    def __init__(self, pipe: Optional[IO[bytes]], flooded: threading.Event) -> None:
+        self._chunks: list[bytes] = []
+        self._size = 0
+        self._pipe = pipe
+        self._flooded = flooded
+        self._thread = threading.Thread(target=self._read, name="ssmdiag-pipe", daemon=True)
+        self._thread.start()
+
+    def _read(self) -> None:
+        if self._pipe is None:
+            return
+        with contextlib.suppress(OSError, ValueError):
+            while True:
+                chunk = (
+                    self._pipe.read1(16 * 1024)
+                    if hasattr(self._pipe, "read1")
+                    else (self._pipe.read(16 * 1024))
+                )
+                if not chunk:
+                    return
+                keep = MAX_OUTPUT_BYTES - self._size
+                if keep > 0:
+                    self._chunks.append(chunk[:keep])
+                self._size += len(chunk)
+                if self._size > MAX_OUTPUT_BYTES:
+                    self._flooded.set()
+                    return
+
+    def join(self, timeout: float) -> bool:
+        """True when the pipe reached its end (or the bound)."""
+        self._thread.join(timeout)
+        return not self._thread.is_alive()
+
+    def text(self) -> str:
+        return b"".join(self._chunks).decode("utf-8", "replace")
 
 
 def terminate_all() -> int:

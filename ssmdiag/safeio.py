@@ -1,0 +1,127 @@
+"""The one way ssmdiag reads files nobody vouches for, and parses what it read.
+
+Every read is bounded (a size cap, said when hit, never a silent cut), refuses what is
+not a regular file (a FIFO would block forever, /dev/zero would never end), and every
+parse is depth-limited before the parser recurses (Python's json and tomllib raise
+RecursionError on deeply nested input).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import stat
+from dataclasses import dataclass
+from typing import Any
+
+DEFAULT_MAX_BYTES = 1024 * 1024
+MAX_NESTING = 200  # far beyond any real config; far below Python's recursion limit
+
+_STRING_LITERAL = re.compile(r'"(?:[^"\\]|\\.)*"', re.DOTALL)
+_TOML_STRINGS = re.compile(
+    r'"""(?:[^\\]|\\.)*?"""|\'\'\'.*?\'\'\'|"(?:[^"\\\n]|\\.)*"|\'[^\'\n]*\'|#[^\n]*', re.DOTALL
+)
+
+
+@dataclass(frozen=True)
+class FileRead:
+    path: str
+    # ok | missing | denied | error | not_regular
+    outcome: str
+    text: str = ""
+    message: str = ""
+    truncated: bool = False  # the file is larger than the cap: `text` is only its start
+    data: bytes = b""  # the bytes read (at most the cap), for callers that decode strictly
+
+
+class TooDeep(ValueError):
+    """Nested deeper than ssmdiag parses (MAX_NESTING)."""
+
+
+def path_problem(path: str) -> str | None:
+    """Why a configured path can never name a file, or None."""
+    if "\x00" in path:
+        return "contains a NUL byte"
+    return None
+
+
+def read_text(path: str, max_bytes: int = DEFAULT_MAX_BYTES) -> FileRead:
+    """A regular file's text (UTF-8, invalid bytes replaced), at most max_bytes of it."""
+    problem = path_problem(path)
+    if problem:
+        return FileRead(path, "error", message=f"the path {problem}")
+    flags = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_NOCTTY", 0)
+    try:
+        fd = os.open(path, flags)
+    except FileNotFoundError:
+        return FileRead(path, "missing", message="does not exist")
+    except PermissionError:
+        return FileRead(path, "denied", message="permission denied")
+    except OSError as exc:
+        return FileRead(path, "error", message=exc.strerror or str(exc))
+    try:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
+            return FileRead(path, "not_regular", message=f"is {_kind(info.st_mode)}, not a file")
+        chunks: list[bytes] = []
+        left = max_bytes + 1
+        while left > 0:
+            chunk = os.read(fd, min(left, 1024 * 1024))
+            if not chunk:
+                break
+            chunks.append(chunk)
+            left -= len(chunk)
+    except OSError as exc:
+        return FileRead(path, "error", message=exc.strerror or str(exc))
+    finally:
+        os.close(fd)
+    data = b"".join(chunks)
+    truncated = len(data) > max_bytes
+    text = data[:max_bytes].decode("utf-8", "replace")
+    message = f"larger than the {max_bytes // 1024} KiB ssmdiag reads" if truncated else ""
+    return FileRead(path, "ok", text, message, truncated, data[:max_bytes])
+
+
+def _kind(mode: int) -> str:
+    if stat.S_ISDIR(mode):
+        return "a directory"
+    if stat.S_ISFIFO(mode):
+        return "a FIFO (named pipe)"
+    if stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
+        return "a device"
+    if stat.S_ISSOCK(mode):
+        return "a socket"
+    return "not a regular file"
+
+
+def _deepest(brackets: str, openers: str, closers: str) -> int:
+    depth = deepest = 0
+    for char in brackets:
+        if char in openers:
+            depth += 1
+            deepest = max(deepest, depth)
+        elif char in closers:
+            depth -= 1
+    return deepest
+
+
+def json_depth(text: str) -> int:
+    """How deeply arrays and objects nest (strings ignored), without recursing."""
+    return _deepest(_STRING_LITERAL.sub("", text), "[{", "]}")
+
+
+def toml_depth(text: str) -> int:
+    """An upper bound on how deeply TOML inline tables/arrays and dotted keys nest."""
+    bare = _TOML_STRINGS.sub("", text)
+    dotted = max((line.count(".") + 1 for line in bare.splitlines()), default=0)
+    return max(_deepest(bare, "[{", "]}"), dotted)
+
+
+def loads_json(text: str, max_depth: int = MAX_NESTING) -> Any:
+    """json.loads, refusing input nested deeper than max_depth (TooDeep, a ValueError)."""
+    import json
+
+    depth = json_depth(text)
+    if depth > max_depth:
+        raise TooDeep(f"nested {depth} levels deep (ssmdiag reads at most {max_depth})")
+    return json.loads(text)
