@@ -158,8 +158,14 @@ def _region(value: Any) -> str:
 
 
 def _endpoint(value: Any) -> str:
+    from ssmdiag.endpoints import EndpointError, parse_endpoint
+
     if not isinstance(value, str) or not value.strip() or any(c.isspace() for c in value):
         raise _Bad(f"must be a host name or an https:// URL, got {value!r}")
+    try:
+        parse_endpoint("this", value, "ssmdiag config")
+    except EndpointError as exc:
+        raise _Bad(str(exc)) from None
     return value
 
 

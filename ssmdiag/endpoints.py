@@ -260,8 +260,7 @@ def _target(agent: AgentEndpoint) -> Endpoint:
                 f"{key} in the agent config; then restart the agent."
             )
         return unusable(
-            f"the agent has no {agent.service} endpoint: "
-            + agent.origin.removeprefix("nowhere: "),
+            f"the agent has no {agent.service} endpoint: " + agent.origin.removeprefix("nowhere: "),
             fix,
         )
     try:
@@ -321,7 +320,10 @@ def _target(agent: AgentEndpoint) -> Endpoint:
 def parse_endpoint(service: str, value: str, source: str) -> Endpoint:
     """ssmdiag's own override: a bare host, host:port, or an https URL."""
     text = value.strip()
-    parts = urlsplit(text if "://" in text else f"https://{text}")
+    try:
+        parts = urlsplit(text if "://" in text else f"https://{text}")
+    except ValueError as exc:  # "[" and other broken IPv6 literals
+        raise EndpointError(f"{service} endpoint {value!r} ({source}): {exc}") from None
     if parts.scheme not in ("https", "wss") or not parts.hostname:
         raise EndpointError(f"{service} endpoint {value!r} ({source}) is not a host or https URL")
     try:
