@@ -7,6 +7,7 @@ import io
 import json
 import os
 import subprocess
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -19,6 +20,7 @@ from ssmdiag.output.sinks import (
     EventLogSink,
     FileSink,
     SinkSet,
+    StreamSink,
     build_sinks,
     default_file_path,
     default_sink_names,
@@ -188,7 +190,9 @@ def test_console_to_stderr_is_one_line_even_for_long_multiline_texts() -> None:
     stream = io.StringIO()
     summary = console_summary(1, "fail", None)
     summary["worst"]["summary"] = "line one\nline two " + "x" * 400
-    ConsoleSink("stderr", stream).emit(summary)
+    sink = ConsoleSink("stderr", stream)
+    sink.emit(summary)
+    sink.close()  # lines go out on the sink's own writer thread
     text = stream.getvalue()
     assert text.count("\n") == 1 and len(text) <= 241
     assert text.startswith("ssmdiag: FAIL endpoint.ssmmessages: line one line two")
@@ -285,3 +289,31 @@ def test_default_sinks_follow_how_ssmdiag_was_started() -> None:
         == "/var/log/ssmdiag/health.json"
     )
     assert default_file_path({}, "linux") == "/var/log/ssmdiag/health.json"
+
+
+def test_a_stdout_nobody_reads_never_blocks_the_other_sinks(tmp_path: Path) -> None:
+    """A real pipe, shrunk to one page and never read: emits keep returning at once, the
+    stdout sink reports itself failed once, and the file sink gets every event."""
+    import fcntl
+
+    read_end, write_end = os.pipe()
+    fcntl.fcntl(write_end, 1031, 4096)  # F_SETPIPE_SZ: the smallest pipe
+    stream = os.fdopen(write_end, "w")
+    problems: list[str] = []
+    target = tmp_path / "health.json"
+    sinks = SinkSet(
+        [StreamSink(stream), FileSink(str(target), 10**6, 1)], on_problem=problems.append
+    )
+
+    def emit_all() -> None:
+        for cycle in range(2000):
+            sinks.emit({"event": "cycle.summary", "cycle": cycle, "pad": "x" * 200})
+
+    worker = threading.Thread(target=emit_all, daemon=True)  # bounded even if emit blocks
+    worker.start()
+    worker.join(5)
+    assert not worker.is_alive(), "emit blocked on the full pipe"
+    assert len(problems) == 1 and "not being read" in problems[0]
+    lines = [json.loads(line) for line in target.read_text().splitlines()]
+    assert [e["cycle"] for e in lines if e["event"] == "cycle.summary"] == list(range(2000))
+    os.close(read_end)

@@ -17,7 +17,10 @@ import errno
 import importlib
 import json
 import os
+import queue
 import sys
+import threading
+import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import IO, Any, Callable, Optional
@@ -86,16 +89,62 @@ def human_message(event: Mapping[str, Any]) -> str:
     return str(event.get("message") or kind)
 
 
+class StreamWriter:
+    """Writes lines to a stream from its own thread, so a reader that stops reading (a full
+    pipe) never blocks the daemon: the lines wait in a bounded queue, and when that is full
+    `write` raises, which the fan-out reports once and backlogs (it retries later)."""
+
+    def __init__(self, stream: IO[str], what: str, max_pending: int = 256) -> None:
+        self._stream = stream
+        self._what = what
+        self._pending: queue.Queue[str] = queue.Queue(maxsize=max_pending)
+        self._thread: Optional[threading.Thread] = None
+        self._failure: Optional[BaseException] = None
+
+    def _run(self) -> None:
+        while True:
+            line = self._pending.get()
+            try:
+                self._stream.write(line)
+                self._stream.flush()
+            except Exception as exc:  # reported by the next write()
+                self._failure = exc
+            finally:
+                self._pending.task_done()
+
+    def write(self, line: str) -> None:
+        failure, self._failure = self._failure, None
+        if failure is not None:
+            raise failure
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._run, name="ssmdiag-writer", daemon=True)
+            self._thread.start()
+        try:
+            self._pending.put_nowait(line)
+        except queue.Full:
+            raise BlockingIOError(
+                errno.EAGAIN, f"{self._what} is not being read (its pipe is full)"
+            ) from None
+
+    def drain(self, timeout: float) -> None:
+        """Give pending lines up to `timeout` seconds to go out (at stop); never blocks longer."""
+        deadline = time.monotonic() + timeout
+        while self._pending.unfinished_tasks and time.monotonic() < deadline:
+            time.sleep(0.01)
+
+
 class StreamSink(Sink):
     """JSON lines to a stream: stdout, which systemd hands to the journal."""
 
     def __init__(self, stream: IO[str], name: str = "stdout") -> None:
         self.name = name
-        self._stream = stream
+        self._writer = StreamWriter(stream, "standard output")
 
     def emit(self, event: Mapping[str, Any]) -> None:
-        self._stream.write(json_line(event))
-        self._stream.flush()
+        self._writer.write(json_line(event))
+
+    def close(self) -> None:
+        self._writer.drain(0.5)
 
 
 class FileSink(Sink):
@@ -251,6 +300,7 @@ class ConsoleSink(Sink):
     def __init__(self, target: str, stderr: Optional[IO[str]] = None) -> None:
         self.target = target
         self._stderr = stderr
+        self._writer: Optional[StreamWriter] = None
 
     def emit(self, event: Mapping[str, Any]) -> None:
         if event.get("event") != CYCLE_SUMMARY:
@@ -259,9 +309,9 @@ class ConsoleSink(Sink):
             return
         line = console_line(event) + "\n"
         if self.target == "stderr":
-            stream = self._stderr or sys.stderr
-            stream.write(line)
-            stream.flush()
+            if self._writer is None:
+                self._writer = StreamWriter(self._stderr or sys.stderr, "standard error")
+            self._writer.write(line)
             return
         flags = (
             os.O_WRONLY | os.O_APPEND | getattr(os, "O_NOCTTY", 0) | getattr(os, "O_NONBLOCK", 0)
@@ -271,6 +321,10 @@ class ConsoleSink(Sink):
             os.write(fd, line.encode("utf-8", "replace"))
         finally:
             os.close(fd)
+
+    def close(self) -> None:
+        if self._writer is not None:
+            self._writer.drain(0.5)
 
 
 def describe_failure(exc: BaseException) -> str:
