@@ -1,15 +1,36 @@
-"""Who and where this node is: region, instance id and credential source, each with its source.
+"""Who and where this node is, as the agent decides it (agent 3.3.1142.0 code).
 
-Order (first answer wins): --region / ssmdiag config; the agent's runtime identity
-file; the hybrid registration; the agent config's Agent.Region; IMDSv2;
-AWS_REGION / AWS_DEFAULT_REGION. IMDS is asked directly, never through a proxy,
-and nothing credential-like (tokens, keys) is ever kept or logged.
+The agent tries the identity types of `Identity.ConsumptionOrder` (default OnPrem,
+EC2, CustomIdentity) and takes the first one available
+(common/identity/identity/identity_selector.go:77-99):
+
+- OnPrem: the hybrid registration in the agent's vault holds an instance id, a region
+  and a private key (instance_info.go:94-99). The vault is `Vault/Manifest` (a JSON map
+  of key to file) and `Vault/Store/RegistrationKey` (plain JSON) under the agent's data
+  directory (agent/managedInstances/vault/fsvault/fsvault.go:30-32, 64-88, 173-176).
+  `registration` beside it is only written at registration (core/agent_parser.go:
+  254-268) and never read; `-register -clear` empties the vault but leaves that file
+  (core/agent_parser.go:273-281), so it can be stale.
+- EC2: IMDS answers the instance id and the region (ec2_identity.go:118-121, 268-272,
+  321-339).
+- CustomIdentity: the first `Identity.CustomIdentities` entry with an InstanceID and a
+  Region (identity_creator.go:53-75, custom_identity.go:59-61).
+- ECS: the ECS task metadata endpoint answers; ssmdiag does not check it.
+
+The region is ssmdiag's own (--region / config) first, then the chosen identity's, then
+AWS_REGION / AWS_DEFAULT_REGION. `Agent.Region` is not an identity region: it only
+changes the SigV4 signing region (ssmdiag.endpoints). Of the registration only the
+instance id and region are kept: the private key is never kept, shown or logged (only
+whether one is present, the agent's own test). IMDS is asked directly, never through a
+proxy, and nothing credential-like (tokens, keys) is ever kept or logged.
 """
 
 from __future__ import annotations
 
 import http.client
 import json
+import ntpath
+import posixpath
 import socket
 import time
 from collections.abc import Mapping
@@ -104,18 +125,72 @@ def query_imds(environ: Mapping[str, str], budget: float) -> ImdsResult:
     return result
 
 
+ONPREM, EC2, ECS, CUSTOM = "OnPrem", "EC2", "ECS", "CustomIdentity"
+# agent/appconfig/constants.go:293-295 and appconfig_parser.go:138-147, 206-218.
+DEFAULT_CONSUMPTION_ORDER = (ONPREM, EC2, CUSTOM)
+CONSUMPTION_ORDER_VALUES = frozenset({ONPREM, EC2, ECS, CUSTOM})
+REGISTRATION_VAULT_KEY = "RegistrationKey"  # instance_info.go:50
+
+
+@dataclass
+class RegistrationRecord:
+    """What one place says about the hybrid registration: its instance id and region only."""
+
+    where: str  # the file (or the vault's directory)
+    # ok (read; see `complete`) | missing | denied | invalid | error
+    state: str
+    instance_id: Optional[str] = None
+    region: Optional[str] = None
+    has_private_key: bool = False  # presence only: the key itself is never kept
+    note: str = ""
+
+    @property
+    def complete(self) -> bool:
+        """HasManagedInstancesCredentials (instance_info.go:94-99): the agent's OnPrem test."""
+        return self.state == "ok" and bool(
+            self.instance_id and self.region and self.has_private_key
+        )
+
+    def shown(self, *, vault: bool = False) -> dict[str, object]:
+        shown: dict[str, object] = {
+            "where": self.where,
+            "state": self.state,
+            "instance_id": self.instance_id,
+            "region": self.region,
+        }
+        if vault:
+            shown["complete"] = self.complete if self.state == "ok" else None
+        shown["note"] = self.note or None
+        return shown
+
+
 @dataclass
 class Identity:
     region: Optional[str] = None
     region_source: Optional[str] = None
     instance_id: Optional[str] = None
     instance_id_source: Optional[str] = None
-    identity_type: Optional[str] = None  # EC2 | OnPrem | ECS | CustomIdentity
+    identity_type: Optional[str] = None  # the agent's: EC2 | OnPrem | ECS | CustomIdentity
     credential_source: Optional[str] = None  # EC2 | SSM | None (runtime identity file)
     hybrid: bool = False
     imds: Optional[ImdsResult] = None
     dhmc_credentials_file: bool = False
     problems: list[str] = field(default_factory=list)
+    # How the agent chooses (Identity.ConsumptionOrder) and what each type gave.
+    consumption_order: tuple[str, ...] = DEFAULT_CONSUMPTION_ORDER
+    consumption_order_source: str = "default"  # default | agent-config | Agent.ContainerMode
+    candidates: dict[str, str] = field(default_factory=dict)  # type -> taken / why not
+    # The agent's identity comes from its own rules (True), or ssmdiag could not tell and
+    # shows a fallback (the registration file, the runtime file) instead (False).
+    verified: bool = True
+    vault: Optional[RegistrationRecord] = None
+    registration_file: Optional[RegistrationRecord] = None
+    # The registration file disagrees with the vault: file-only (the vault holds no
+    # registration) | differs | unverified (the vault could not be read)
+    registration_conflict: Optional[str] = None
+    runtime_identity_file: str = ""
+    recorded_identity_type: Optional[str] = None  # what the agent wrote at its last start
+    recorded_instance_id: Optional[str] = None
 
 
 def _json_file(platform: Platform, path: str, problems: list[str]) -> Optional[dict[str, Any]]:
@@ -145,6 +220,173 @@ def _get(data: Mapping[str, Any], *names: str) -> Optional[str]:
     return None
 
 
+class _Key:
+    """Stands in for the private key while parsing: only whether it is non-empty survives."""
+
+    __slots__ = ("present",)
+
+    def __init__(self, present: bool) -> None:
+        self.present = present
+
+
+class _Pairs(list):  # type: ignore[type-arg]
+    """A JSON object as its (key, value) pairs, in order, duplicates kept."""
+
+
+def _hide_key(pairs: list[tuple[str, Any]]) -> _Pairs:
+    return _Pairs(
+        (k, _Key(bool(v)) if k.lower() == "privatekey" and isinstance(v, str) else v)
+        for k, v in pairs
+    )
+
+
+# instanceInfo (agent/managedInstances/registration/instance_info.go:31-40): all strings.
+_INSTANCE_INFO_FIELDS = {
+    name.lower(): name
+    for name in (
+        "instanceID",
+        "region",
+        "instanceType",
+        "availabilityZone",
+        "privateKey",
+        "publicKey",
+        "privateKeyType",
+        "privateKeyCreatedDate",
+    )
+}
+
+
+def _decode_instance_info(where: str, text: str) -> RegistrationRecord:
+    """json.Unmarshal into instanceInfo, as loadServerInfo does (instance_info.go:209-232):
+    field names match case-insensitively, the last duplicate wins, null leaves a field
+    empty, and any error (not JSON, a non-string value) leaves the agent no registration."""
+    try:
+        pairs = json.loads(text, object_pairs_hook=_hide_key)
+    except ValueError as exc:
+        msg = exc.msg if isinstance(exc, json.JSONDecodeError) else "not JSON"
+        return RegistrationRecord(where, "invalid", note=f"{where}: not valid JSON ({msg})")
+    if pairs is None:
+        return RegistrationRecord(where, "ok")
+    if not isinstance(pairs, _Pairs):
+        return RegistrationRecord(where, "invalid", note=f"{where}: not a JSON object")
+    values: dict[str, Any] = {}
+    for key, value in pairs:
+        name = _INSTANCE_INFO_FIELDS.get(key.lower())
+        if name is None or value is None:
+            continue
+        if not isinstance(value, (str, _Key)):
+            return RegistrationRecord(where, "invalid", note=f"{where}: {name} is not a string")
+        values[name] = value
+    key = values.get("privateKey")
+    instance_id, region = values.get("instanceID"), values.get("region")
+    return RegistrationRecord(
+        where,
+        "ok",
+        instance_id=instance_id if isinstance(instance_id, str) and instance_id else None,
+        region=region if isinstance(region, str) and region else None,
+        has_private_key=isinstance(key, _Key) and key.present,
+    )
+
+
+def read_vault(platform: Platform, data_dir: str) -> RegistrationRecord:
+    """The hybrid registration as the agent reads it from its file-system vault."""
+    join = ntpath.join if platform.family == "windows" else posixpath.join
+    vault = join(data_dir, "Vault")  # fsvault.go:30 (DefaultDataStorePath/Vault)
+    manifest_path = join(vault, "Manifest")  # fsvault.go:31, 173-176 (prefix "")
+    read = platform.read_file(manifest_path)
+    if read.outcome == "missing":
+        # IsManifestExists false: the agent has no registration (instance_info.go:215-218).
+        return RegistrationRecord(vault, "missing", note=f"{manifest_path} does not exist")
+    if read.outcome == "denied":
+        return RegistrationRecord(
+            vault,
+            "denied",
+            note=f"{manifest_path}: permission denied (only root can read the agent's vault, "
+            "where it keeps its hybrid registration)",
+        )
+    if read.outcome != "ok":
+        return RegistrationRecord(vault, "error", note=f"{manifest_path}: {read.message}")
+    try:
+        manifest = json.loads(read.text)
+    except ValueError:
+        manifest = None
+    # map[string]string (fsvault.go:150-152): anything else fails, so no registration.
+    if not isinstance(manifest, dict) or not all(isinstance(v, str) for v in manifest.values()):
+        return RegistrationRecord(
+            vault, "invalid", note=f"{manifest_path} is not a JSON map of names to files"
+        )
+    store = manifest.get(REGISTRATION_VAULT_KEY, "")
+    if not store:  # fsvault.go:73-77
+        return RegistrationRecord(
+            vault, "missing", note=f"{manifest_path} lists no {REGISTRATION_VAULT_KEY}"
+        )
+    read = platform.read_file(store)
+    if read.outcome == "missing":  # fsvault.go:79-81
+        return RegistrationRecord(store, "missing", note=f"{store} does not exist")
+    if read.outcome == "denied":
+        return RegistrationRecord(
+            store,
+            "denied",
+            note=f"{store}: permission denied (only root can read the agent's vault)",
+        )
+    if read.outcome != "ok":
+        return RegistrationRecord(store, "error", note=f"{store}: {read.message}")
+    return _decode_instance_info(store, read.text)
+
+
+def read_registration_file(platform: Platform, path: str) -> RegistrationRecord:
+    """`registration`: {"ManagedInstanceID", "Region"} (core/agent_parser.go:254-268)."""
+    read = platform.read_file(path)
+    if read.outcome in ("missing", "denied"):
+        return RegistrationRecord(path, read.outcome, note=f"{path}: {read.message}")
+    if read.outcome != "ok":
+        return RegistrationRecord(path, "error", note=f"{path}: {read.message}")
+    try:
+        # Parsed like the vault so that a private key, if one was ever put here, is not kept.
+        pairs = json.loads(read.text, object_pairs_hook=_hide_key)
+    except ValueError:
+        return RegistrationRecord(path, "invalid", note=f"{path}: not valid JSON")
+    if not isinstance(pairs, _Pairs):
+        return RegistrationRecord(path, "invalid", note=f"{path}: not a JSON object")
+    data = {k: v for k, v in pairs if isinstance(v, str)}
+    return RegistrationRecord(
+        path,
+        "ok",
+        instance_id=_get(data, "ManagedInstanceID", "instanceID"),
+        region=_get(data, "Region"),
+    )
+
+
+def _consumption_order(agent_config: AgentConfigFacts) -> tuple[tuple[str, ...], str]:
+    # Arrives filtered by the config reader; filtered again here so that a value from
+    # anywhere still follows getStringListEnum (appconfig_parser.go:206-218).
+    value = agent_config.settings.get("Identity.ConsumptionOrder")
+    kept: tuple[str, ...] = ()
+    if isinstance(value, (list, tuple)):
+        kept = tuple(v for v in value if isinstance(v, str) and v in CONSUMPTION_ORDER_VALUES)
+    order, source = (kept, "agent-config") if kept else (DEFAULT_CONSUMPTION_ORDER, "default")
+    decoded = getattr(agent_config, "decoded", None)
+    container_mode = decoded.get("Agent.ContainerMode") if decoded is not None else None
+    if container_mode is True and order == DEFAULT_CONSUMPTION_ORDER:
+        # Container mode with the default order: ECS only (identity_selector.go:58-75).
+        return (ECS,), "Agent.ContainerMode"
+    return order, source
+
+
+def _custom_identity(agent_config: AgentConfigFacts) -> Optional[tuple[str, str]]:
+    decoded = getattr(agent_config, "decoded", None)
+    entries = decoded.get("Identity.CustomIdentities") if decoded is not None else None
+    for entry in entries if isinstance(entries, list) else []:
+        if not isinstance(entry, dict):
+            continue
+        instance, region = entry.get("InstanceID"), entry.get("Region")
+        # Entries without InstanceID or Region are skipped (identity_creator.go:56-64);
+        # the first one left is taken (identity_selector.go:119-129).
+        if isinstance(instance, str) and instance and isinstance(region, str) and region:
+            return instance, region
+    return None
+
+
 def resolve_identity(
     platform: Platform,
     *,
@@ -166,25 +408,106 @@ def resolve_identity(
             ident.instance_id, ident.instance_id_source = value, source
 
     take_region(configured_region, "ssmdiag-config")
+    ident.runtime_identity_file = paths.runtime_identity_file
     runtime = _json_file(platform, paths.runtime_identity_file, ident.problems)
     if runtime:
-        take_instance(_get(runtime, "InstanceId"), "runtime-identity")
-        ident.identity_type = _get(runtime, "IdentityType")
+        ident.recorded_instance_id = _get(runtime, "InstanceId")
+        ident.recorded_identity_type = _get(runtime, "IdentityType")
         ident.credential_source = _get(runtime, "CredentialSource")
-    # Only the id and region are taken: the registration also holds the node's private key.
-    registration = _json_file(platform, paths.registration_file, ident.problems)
-    if registration:
-        instance = _get(registration, "ManagedInstanceID", "instanceID")
-        ident.hybrid = bool(instance and instance.startswith("mi-"))
-        take_instance(instance, "hybrid-registration")
-        take_region(_get(registration, "Region"), "hybrid-registration")
-    take_region(agent_config.settings.get("Agent.Region"), "agent-config")
-    if not ident.hybrid and ident.identity_type not in ("OnPrem",):
-        ident.imds = query_imds(environ, imds_budget)
-        take_instance(ident.imds.instance_id, "imds")
-        take_region(ident.imds.region, "imds")
+
+    vault = ident.vault = read_vault(platform, paths.data_dir)
+    registration = ident.registration_file = read_registration_file(
+        platform, paths.registration_file
+    )
+    for record in (vault, registration):
+        if record.state in ("denied", "invalid", "error"):
+            ident.problems.append(record.note or f"{record.where}: {record.state}")
+    ident.consumption_order, ident.consumption_order_source = _consumption_order(agent_config)
+
+    for kind in ident.consumption_order:
+        if kind == ONPREM:
+            if vault.complete:
+                ident.candidates[kind] = "taken: the hybrid registration in the agent's vault"
+                take_instance(vault.instance_id, "hybrid-vault")
+                take_region(vault.region, "hybrid-vault")
+            elif vault.state == "denied" and registration.instance_id:
+                # ssmdiag cannot see what the agent sees: show the file, marked unverified.
+                ident.verified = False
+                ident.candidates[kind] = "unverified: the vault is unreadable, the file says so"
+                take_instance(registration.instance_id, "hybrid-registration-file")
+                take_region(registration.region, "hybrid-registration-file")
+            else:
+                ident.candidates[kind] = (
+                    "unknown: the agent's vault is unreadable"
+                    if vault.state == "denied"
+                    else f"not available: {vault_gap(vault)}"
+                )
+                continue
+        elif kind == EC2:
+            if ident.imds is None:
+                ident.imds = query_imds(environ, imds_budget)
+            imds = ident.imds
+            if not (imds.instance_id and imds.region):
+                why = imds.note or imds.state
+                ident.candidates[kind] = f"not available: IMDS {imds.state} ({why})"
+                continue
+            ident.candidates[kind] = "taken: IMDS"
+            take_instance(imds.instance_id, "imds")
+            take_region(imds.region, "imds")
+        elif kind == CUSTOM:
+            custom = _custom_identity(agent_config)
+            if custom is None:
+                ident.candidates[kind] = (
+                    "not available: no Identity.CustomIdentities entry with InstanceID and Region"
+                )
+                continue
+            ident.candidates[kind] = "taken: Identity.CustomIdentities"
+            take_instance(custom[0], "custom-identity")
+            take_region(custom[1], "custom-identity")
+        else:  # ECS: the task metadata endpoint, which ssmdiag does not query
+            ident.candidates[kind] = "not checked by ssmdiag (ECS task metadata)"
+            continue
+        ident.identity_type = kind
+        break
+
+    if ident.identity_type is None and ident.recorded_instance_id:
+        # The agent finds no identity now (identity_selector.go:98-99); show what it
+        # recorded at its last start.
+        ident.verified = False
+        take_instance(ident.recorded_instance_id, "runtime-identity")
     take_region(environ.get("AWS_REGION") or environ.get("AWS_DEFAULT_REGION"), "environment")
+
+    if registration.state == "ok" and registration.instance_id:
+        if vault.complete:
+            if (registration.instance_id, registration.region) != (vault.instance_id, vault.region):
+                ident.registration_conflict = "differs"
+        elif vault.state == "denied":
+            ident.registration_conflict = "unverified"
+        else:
+            ident.registration_conflict = "file-only"
     ident.dhmc_credentials_file = platform.file_exists(paths.dhmc_credentials_file)
-    if ident.identity_type == "OnPrem":
-        ident.hybrid = True
+    ident.hybrid = ident.identity_type == ONPREM
     return ident
+
+
+def vault_gap(vault: RegistrationRecord) -> str:
+    """Why the agent's vault gives it no hybrid identity, in words for a report."""
+    if vault.state == "ok":
+        if not (vault.instance_id or vault.region or vault.has_private_key):
+            return (
+                "the registration in the agent's vault is empty "
+                "(as `amazon-ssm-agent -register -clear` leaves it)"
+            )
+        missing = [
+            name
+            for name, present in (
+                ("instance id", vault.instance_id),
+                ("region", vault.region),
+                ("private key", vault.has_private_key),
+            )
+            if not present
+        ]
+        return "the registration in the agent's vault has no " + " and no ".join(missing)
+    if vault.state == "missing":
+        return f"the agent's vault holds no registration ({vault.note})"
+    return f"the agent's vault cannot be used ({vault.note or vault.state})"

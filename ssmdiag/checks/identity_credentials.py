@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from ssmdiag.checks.base import Check, Context
-from ssmdiag.identity import Identity
+from ssmdiag.identity import CUSTOM, Identity
 from ssmdiag.report import Finding, fail, ok, skip, warn
 from ssmdiag.versions import AgentVersion
 
@@ -26,11 +26,19 @@ def run(ctx: Context) -> Finding:
         "instance_profile": None if imds is None else imds.instance_profile_arn,
         "dhmc_credentials_file": ident.dhmc_credentials_file,
         "agent_version": str(version) if version else None,
+        "identity_type": ident.identity_type,
     }
     if ident.hybrid:
         return ok(
-            f"hybrid node {ident.instance_id}: its registration is its identity "
-            "(no instance profile expected)",
+            f"hybrid node {ident.instance_id}: the registration in the agent's vault is its "
+            "identity (no instance profile expected)",
+            details,
+        )
+    if ident.identity_type == CUSTOM:
+        # common/identity/availableidentities/customidentity/custom_identity.go:47-56
+        return ok(
+            f"custom identity {ident.instance_id}: the agent takes credentials from the AWS "
+            "SDK's default chain in its own environment (no instance profile expected)",
             details,
         )
     if imds is None or imds.state in ("disabled", "unreachable"):
