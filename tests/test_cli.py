@@ -15,6 +15,7 @@ from tests.conftest import REPO, run_cli
 DOCUMENTED_IDS = [
     "agent.installed",
     "agent.service",
+    "agent.process_user",
     "agent.config",
     "feature.sessions",
     "feature.kms_encryption",

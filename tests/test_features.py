@@ -1,14 +1,24 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 from typing import Callable
 
 import pytest
 
-from ssmdiag.features import FEATURES, evaluate_all
+from ssmdiag.engine import run_checks
+from ssmdiag.features import (
+    FEATURES,
+    SSM_USER_CREATED_FROM,
+    SSM_USER_RELEASE_NOTES,
+    Feature,
+    evaluate_all,
+)
+from ssmdiag.platform.linux import LinuxLocations
 from ssmdiag.versions import AgentVersion
-from tests.conftest import run_cli
+from tests.conftest import make_platform, run_cli
+from tests.lab.real_agent import require_real_agent
 
 
 def statuses(version: str, required: tuple[str, ...] = ()) -> dict[str, str]:
@@ -100,3 +110,94 @@ def test_features_table_fits_80_columns() -> None:
     assert result.returncode == 2  # sessions unavailable
     assert "sessions" in result.stdout and "FAIL" in result.stdout
     assert max(len(line) for line in result.stdout.splitlines()) <= 80
+
+
+# -- the agent's own release notes (../shared/real-agent/RELEASENOTES.md, tag 3.3.1142.0) ----
+def release_note_sections() -> dict[str, list[str]]:
+    """RELEASENOTES.md as {version: [entries]}, newest first as the file lists them."""
+    text = (require_real_agent(root=False) / "RELEASENOTES.md").read_text()
+    sections: dict[str, list[str]] = {}
+    lines = text.splitlines()
+    current: list[str] = []
+    for line, underline in zip(lines, [*lines[1:], ""]):
+        if re.fullmatch(r"\d+\.\d+\.\d+\.\d+", line.strip()) and underline.startswith("==="):
+            current = sections.setdefault(line.strip(), [])
+        elif line.startswith("- "):
+            current.append(line[2:].strip())
+    return sections
+
+
+def first_release_with(sections: dict[str, list[str]], text: str) -> str:
+    found = [v for v, entries in sections.items() if any(text in e for e in entries)]
+    assert found, f"{text!r} is in no section of RELEASENOTES.md"
+    return min(found, key=AgentVersion.parse)
+
+
+@pytest.mark.parametrize(
+    "feature", [f for f in FEATURES if f.release_notes], ids=lambda f: str(f.id)
+)
+def test_each_release_note_is_the_first_section_that_ships_it(feature: Feature) -> None:
+    note = feature.release_notes
+    assert note is not None
+    quoted = note.entry.split(" ...")[0]
+    assert first_release_with(release_note_sections(), quoted) == str(note.version)
+
+
+def test_ssm_user_release_note_is_2_3_68_0_and_2_3_50_0_has_no_notes() -> None:
+    sections = release_note_sections()
+    quoted = SSM_USER_RELEASE_NOTES.entry.split(" ...")[0]
+    assert first_release_with(sections, quoted) == "2.3.68.0"
+    assert first_release_with(sections, "ssm-user") == "2.3.68.0"
+    assert "2.3.50.0" not in sections
+    assert str(SSM_USER_CREATED_FROM) == "2.3.50.0"  # the documented threshold stays
+
+
+def test_ssh_through_the_port_plugin_predates_the_documented_minimum() -> None:
+    sections = release_note_sections()
+    assert first_release_with(sections, "Port plugin for SSH/SCP") == "2.3.672.0"
+    assert "Added support for TCP multiplexing in port plugin" in sections["3.0.222.0"]
+
+
+@pytest.mark.parametrize("version", ["2.3.672.0", "3.0.221.0"])
+def test_port_forwarding_keeps_the_documented_minimum_and_mentions_the_notes(version: str) -> None:
+    verdict = next(
+        v for v in evaluate_all(AgentVersion.parse(version)) if v.feature.id == "port_forwarding"
+    )
+    assert verdict.status == "warn"
+    assert "need agent 3.0.222.0" in verdict.summary
+    assert verdict.remediation is not None and "to 3.0.222.0 or later" in verdict.remediation
+    assert verdict.release_notes is not None
+    assert "2.3.672.0" in verdict.release_notes and "Add Port plugin for SSH/SCP" in (
+        verdict.release_notes
+    )
+    assert "before the documented minimum 3.0.222.0" in verdict.release_notes
+
+
+@pytest.mark.parametrize("version", ["2.3.671.0", "3.0.222.0", "3.3.1142.0"])
+def test_release_notes_remark_appears_only_where_notes_and_docs_disagree(version: str) -> None:
+    verdicts = evaluate_all(AgentVersion.parse(version))
+    assert next(v for v in verdicts if v.feature.id == "port_forwarding").release_notes is None
+
+
+def test_feature_check_puts_the_release_notes_in_details(
+    no_default_agent: LinuxLocations, fake_agent_factory: Callable[..., Path]
+) -> None:
+    platform = make_platform(no_default_agent, agent_binary=str(fake_agent_factory("3.0.161.0")))
+    report = run_checks(platform, platform.config, ["feature.port_forwarding"])
+    details = report.checks[0].details
+    assert report.checks[0].status.value == "warn"
+    assert details["minimum"] == "3.0.222.0" and details["release_notes_version"] == "2.3.672.0"
+    assert details["release_notes_entry"] == "Add Port plugin for SSH/SCP"
+    assert "ssmdiag judges by the documented minimum" in details["release_notes"]
+
+
+def test_gap_features_recommend_the_release_notes_version() -> None:
+    verdict = next(
+        v for v in evaluate_all(AgentVersion.parse("3.0.200.0")) if v.feature.id == "shell_profiles"
+    )
+    assert verdict.status == "ok"
+    verdict = next(
+        v for v in evaluate_all(AgentVersion.parse("3.0.170.0")) if v.feature.id == "shell_profiles"
+    )
+    assert verdict.remediation is not None and "to 3.0.196.0 or later" in verdict.remediation
+    assert verdict.release_notes is not None and "may lack it" in verdict.release_notes

@@ -270,6 +270,34 @@ def test_garbage_from_launchctl_is_a_note_not_a_crash() -> None:
     assert platform.discover_agent().processes == ()
 
 
+# -- agent.process_user ---------------------------------------------------------------------
+def test_launchd_job_running_as_root_is_ok(
+    validate_report: Callable[[dict[str, Any]], None],
+) -> None:
+    result = check(healthy_mac(), "agent.process_user", validate_report)
+    assert result["status"] == "ok"
+    assert result["summary"] == "SSM Agent (pid 412) runs as root, as it must"
+
+
+def test_launchd_job_with_a_user_name_fails_with_the_plist_fix(
+    validate_report: Callable[[dict[str, Any]], None],
+) -> None:
+    # The captured `launchctl print` with the plist's UserName set to another account.
+    fake = healthy_mac()
+    fake.commands[LAUNCHCTL] = captured(LAUNCHCTL, "launchctl-print-running-as-user.txt")
+    result = check(fake, "agent.process_user", validate_report)
+    assert result["status"] == "fail"
+    assert result["summary"].startswith("SSM Agent (pid 412) runs as _ssmagent, not root")
+    assert "remove the UserName key" in result["remediation"]
+    assert "launchctl bootstrap system" in result["remediation"]
+
+
+def test_stopped_launchd_job_has_no_process_user_to_judge() -> None:
+    fake = healthy_mac()
+    fake.commands[LAUNCHCTL] = captured(LAUNCHCTL, "launchctl-print-not-running.txt")
+    assert check(fake, "agent.process_user")["status"] == "skip"
+
+
 # -- ssm_user -------------------------------------------------------------------------------
 def test_ssm_user_with_false_shell_and_sudo_rule_is_ok(
     validate_report: Callable[[dict[str, Any]], None],
@@ -432,6 +460,20 @@ def test_agent_paths_are_the_macos_ones() -> None:
     assert paths.runtime_identity_file == RUNTIME_IDENTITY
     assert paths.registration_file == "/opt/aws/ssm/data/registration"
     assert paths.dhmc_credentials_file == "/opt/aws/ssm/data/credentials"
+    assert "always reads /opt/aws/ssm/amazon-ssm-agent.json" in paths.config_file_note
+
+
+def test_macos_agent_is_not_relocated_by_its_binary_path() -> None:
+    # constants_darwin.go has no relocation rule: a binary elsewhere, even beside a
+    # configuration/ folder, still reads /opt/aws/ssm/amazon-ssm-agent.json.
+    fake = healthy_mac()
+    fake.present |= {"/usr/local/ssm/ssm-agent-worker", "/usr/local/ssm/ssm-session-worker"}
+    fake.files["/usr/local/ssm/configuration/amazon-ssm-agent.json"] = "{}"
+    paths = fake.platform().agent_paths("/usr/local/ssm/amazon-ssm-agent")
+    assert (paths.config_file, paths.config_file_source) == (
+        "/opt/aws/ssm/amazon-ssm-agent.json",
+        "default",
+    )
 
 
 def test_configured_paths_win() -> None:
@@ -444,6 +486,9 @@ def test_configured_paths_win() -> None:
     paths = fake.platform(config).agent_paths()
     assert paths.binary_candidates == ("/usr/local/bin/amazon-ssm-agent",)
     assert paths.config_file_source == "ssmdiag-config"
+    assert "the macOS agent itself always reads /opt/aws/ssm/amazon-ssm-agent.json" in (
+        paths.config_file_note
+    )
     assert paths.registration_file == "/var/ssm/registration"
     reading = fake.platform(config).discover_agent().readings[0]
     assert (reading.source, reading.state) == ("binary", "absent")

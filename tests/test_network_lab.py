@@ -231,6 +231,9 @@ def test_proxy_without_imds_exemption_warns_and_proxy_errors_are_classified(
             {
                 "HTTPS_PROXY": f"http://{auth.host}:3128",
                 "https_proxy": f"http://{refuse.host}:3128",  # Go takes the upper-case one
+                # IMDS (plain http) goes to a proxy only through http_proxy (Go's
+                # ProxyFromEnvironment): this one sends it there, so ssmdiag warns.
+                "http_proxy": f"http://{auth.host}:3128",
             }
         ),
     )

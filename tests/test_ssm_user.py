@@ -130,3 +130,27 @@ def test_lookup_of_a_real_account_returns_its_groups() -> None:
     root = LinuxPlatform(Config()).lookup_user("root")
     assert root is not None and root.uid == 0 and "root" in root.groups
     assert LinuxPlatform(Config()).lookup_user("no-such-user-ssmdiag") is None
+
+
+def test_agent_between_documented_and_release_notes_versions_says_so(
+    tmp_path: Path, write_config: Callable[[str], Path], fake_agent_factory: Callable[..., Path]
+) -> None:
+    """Documented from 2.3.50.0, but the agent's release notes first create ssm-user in
+    2.3.68.0: the verdict follows the documentation, details and the fix say the rest."""
+    check = ssm_user_check(tmp_path, write_config, fake_agent_factory("2.3.50.0"), with_user=False)
+    assert check["status"] == "warn"
+    details = check["details"]
+    assert details["created_from"] == "2.3.50.0"
+    assert details["release_notes_version"] == "2.3.68.0"
+    assert "release notes first ship it in 2.3.68.0" in details["release_notes"]
+    assert "Beginning this agent version" in details["release_notes"]
+    assert "2.3.68.0" in check["remediation"] and "update the agent" in check["remediation"]
+
+
+def test_release_notes_remark_is_only_for_the_disputed_versions(
+    tmp_path: Path, write_config: Callable[[str], Path], fake_agent_factory: Callable[..., Path]
+) -> None:
+    check = ssm_user_check(tmp_path, write_config, fake_agent_factory("2.3.500.0"), with_user=False)
+    assert check["details"]["release_notes_version"] == "2.3.68.0"
+    assert "release_notes" not in check["details"]
+    assert "update the agent" not in check["remediation"]

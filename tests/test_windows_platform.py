@@ -201,3 +201,72 @@ def test_every_check_runs_on_windows_without_crashing(tmp_path: Path) -> None:
     statuses = {k: v["status"] for k, v in checks.items() if k != "_report"}
     assert "crashed" not in str(checks)
     assert statuses["endpoint.ssm"] == "error" and statuses["clock.skew"] == "skip"
+
+
+# -- agent.process_user: the service must run as LocalSystem ----------------------------------
+@pytest.mark.parametrize("account", ["LocalSystem", "NT AUTHORITY\\SYSTEM", ".\\LocalSystem"])
+def test_agent_service_as_local_system_is_ok(
+    account: str, validate_report: Callable[[dict[str, Any]], None]
+) -> None:
+    api = member_server()
+    api.data["services"]["AmazonSSMAgent"]["account"] = account
+    checks = report(api, "agent.process_user")
+    validate_report(checks["_report"])
+    check = checks["agent.process_user"]
+    assert check["status"] == "ok"
+    assert check["summary"] == f"SSM Agent (pid 2932) runs as {account}, as it must"
+    assert check["details"]["expected_user"] == "LocalSystem"
+
+
+@pytest.mark.parametrize(
+    "account", ["NT AUTHORITY\\LocalService", "NT AUTHORITY\\NetworkService", "CORP\\svc-ssm"]
+)
+def test_agent_service_as_another_account_fails_with_the_sc_fix(account: str) -> None:
+    api = member_server()
+    api.data["services"]["AmazonSSMAgent"]["account"] = account
+    check = report(api, "agent.process_user")["agent.process_user"]
+    assert check["status"] == "fail"
+    assert f"runs as {account}, not LocalSystem" in check["summary"]
+    assert "sc.exe config AmazonSSMAgent obj= LocalSystem" in check["remediation"]
+    assert "Restart-Service AmazonSSMAgent" in check["remediation"]
+
+
+def test_stopped_agent_service_has_no_process_user_to_judge() -> None:
+    api = member_server()
+    api.data["services"]["AmazonSSMAgent"]["state"] = "stopped"
+    assert report(api, "agent.process_user")["agent.process_user"]["status"] == "skip"
+
+
+# -- which amazon-ssm-agent.json the agent reads (agent/appconfig/constants_windows.go) ------
+RELATIVE_CONFIG = "C:\\Program Files\\Amazon\\SSM\\configuration\\amazon-ssm-agent.json"
+
+
+def test_agent_config_is_the_program_folder_one_by_default() -> None:
+    paths = WindowsPlatform(Config(), member_server()).agent_paths()
+    assert (paths.config_file, paths.config_file_source) == (
+        "C:\\Program Files\\Amazon\\SSM\\amazon-ssm-agent.json",
+        "default",
+    )
+    assert "no configuration\\amazon-ssm-agent.json beside" in paths.config_file_note
+
+
+def test_configuration_folder_beside_the_binary_wins_as_the_agent_decides() -> None:
+    # The Windows agent only tests that the file exists (no ownership rule as on Linux).
+    api = member_server()
+    api.data["file_texts"] = {RELATIVE_CONFIG: '{"Agent": {"Region": "eu-west-1"}}'}
+    paths = WindowsPlatform(Config(), api).agent_paths()
+    assert (paths.config_file, paths.config_file_source) == (RELATIVE_CONFIG, "relocated")
+    assert "instead of C:\\Program Files\\Amazon\\SSM\\amazon-ssm-agent.json" in (
+        paths.config_file_note
+    )
+    check = report(api, "agent.config")["agent.config"]
+    assert check["details"]["path"] == RELATIVE_CONFIG
+
+
+def test_configured_config_file_says_what_the_windows_agent_reads() -> None:
+    api = member_server()
+    api.data["file_texts"] = {RELATIVE_CONFIG: "{}"}
+    config = Config(agent_config_file="D:\\ssm\\agent.json")
+    paths = WindowsPlatform(config, api).agent_paths()
+    assert paths.config_file_source == "ssmdiag-config"
+    assert f"the agent itself reads {RELATIVE_CONFIG}" in paths.config_file_note

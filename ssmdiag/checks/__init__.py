@@ -5,6 +5,7 @@ from __future__ import annotations
 from ssmdiag.checks import (
     agent_config,
     agent_installed,
+    agent_process_user,
     agent_service,
     clock_skew,
     endpoint,
@@ -20,6 +21,7 @@ from ssmdiag.checks.base import Check, Context
 ALL_CHECKS: tuple[Check, ...] = (
     agent_installed.CHECK,
     agent_service.CHECK,
+    agent_process_user.CHECK,
     agent_config.CHECK,
     *feature.CHECKS,
     ssm_user.CHECK,

@@ -18,6 +18,7 @@ def _make_run(feature: Feature) -> Callable[[Context], Finding]:
             "release_notes_version": (
                 str(feature.release_notes_version) if feature.release_notes_version else None
             ),
+            "release_notes_entry": feature.release_notes.entry if feature.release_notes else None,
             "required": required,
             "agent_version": str(facts.version) if facts.version else None,
         }
@@ -26,6 +27,8 @@ def _make_run(feature: Feature) -> Callable[[Context], Finding]:
         if facts.version is None:
             return error(f"agent version unknown: {facts.version_error}", None, details)
         verdict = evaluate_feature(feature, facts.version, ctx.config.required_features)
+        if verdict.release_notes:
+            details["release_notes"] = verdict.release_notes
         return Finding(Status(verdict.status), verdict.summary, details, verdict.remediation)
 
     return run

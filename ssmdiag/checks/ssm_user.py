@@ -5,7 +5,12 @@ from __future__ import annotations
 from typing import Any
 
 from ssmdiag.checks.base import Check, Context
-from ssmdiag.features import SSM_USER_CREATED_AT_FIRST_SESSION_FROM, SSM_USER_CREATED_FROM
+from ssmdiag.features import (
+    SSM_USER_CREATED_AT_FIRST_SESSION_FROM,
+    SSM_USER_CREATED_FROM,
+    SSM_USER_RELEASE_NOTES,
+    release_notes_remark,
+)
 from ssmdiag.platform.base import DomainInfo, UserAccount
 from ssmdiag.report import Finding, error, fail, ok, skip, warn
 from ssmdiag.versions import AgentVersion
@@ -98,6 +103,13 @@ def run(ctx: Context) -> Finding:
         return error(
             f"agent version unknown, cannot judge ssm-user: {facts.version_error}", None, details
         )
+    details["created_from"] = str(SSM_USER_CREATED_FROM)
+    details["release_notes_version"] = str(SSM_USER_RELEASE_NOTES.version)
+    remark = release_notes_remark(
+        "ssm-user creation", SSM_USER_CREATED_FROM, SSM_USER_RELEASE_NOTES, version
+    )
+    if remark:
+        details["release_notes"] = remark
     if version < SSM_USER_CREATED_FROM:
         return skip(
             f"agent {version} predates ssm-user (created from {SSM_USER_CREATED_FROM})", details
@@ -115,12 +127,20 @@ def run(ctx: Context) -> Finding:
                 f"ssm-user does not exist yet; agent {version} creates it at the first session",
                 details,
             )
+        fix = (
+            "Restart the agent (`sudo systemctl restart amazon-ssm-agent`; Windows: "
+            "`Restart-Service AmazonSSMAgent`) and read its log if ssm-user still does not "
+            "appear; on Linux you may create it: `sudo useradd -m ssm-user`."
+        )
+        if remark:
+            fix += (
+                f" The agent's release notes first create it in {SSM_USER_RELEASE_NOTES.version}"
+                ", which Session Manager needs anyway: update the agent."
+            )
         return warn(
             f"ssm-user is missing, but agent {version} (< {SSM_USER_CREATED_AT_FIRST_SESSION_FROM})"
             " creates it when it starts",
-            "Restart the agent (`sudo systemctl restart amazon-ssm-agent`; Windows: "
-            "`Restart-Service AmazonSSMAgent`) and read its log if ssm-user still does not "
-            "appear; on Linux you may create it: `sudo useradd -m ssm-user`.",
+            fix,
             details,
         )
     if ctx.platform.family == "windows":

@@ -40,9 +40,17 @@ class VersionReading:
 class AgentProcess:
     pid: int
     exe: Optional[str]
+    # As the OS names it: "root", "nobody", "LocalSystem", "NT AUTHORITY\\SYSTEM".
     user: Optional[str]
     exe_replaced: bool  # the binary it runs was deleted or replaced since it started
     version: VersionReading
+    # Effective uid on Linux and macOS (what `ps -o user=` shows, as ssm-cli asks); None
+    # where unknown or on Windows.
+    uid: Optional[int] = None
+    # The path the agent was started as, made absolute against its working directory:
+    # filepath.Abs(os.Args[0]), from which the agent derives its own directory
+    # (agent/appconfig/constants_unix.go:149). None when it cannot be read.
+    launch_path: Optional[str] = None
 
 
 @dataclass(frozen=True)
@@ -91,6 +99,19 @@ def read_text_file(path: str) -> FileRead:
 
 
 @dataclass(frozen=True)
+class PathStat:
+    """Ownership and mode of one path, following symlinks as Go's os.Stat does."""
+
+    path: str
+    outcome: str  # ok | missing | denied | error | unsupported
+    uid: Optional[int] = None
+    gid: Optional[int] = None
+    mode: int = 0  # permission bits only (Go's FileMode.Perm(): st_mode & 0o777)
+    kind: str = ""  # file | dir | other
+    message: str = ""
+
+
+@dataclass(frozen=True)
 class UserAccount:
     name: str
     uid: Optional[int]  # None on Windows (SID instead)
@@ -129,6 +150,16 @@ class AgentPaths:
     runtime_identity_file: str = ""
     registration_file: str = ""
     dhmc_credentials_file: str = ""
+    # Why the agent reads config_file, in one sentence a user can act on, e.g.
+    # "relocated layout in /opt/x ignored: /opt/x/ssm-agent-worker is writable by group
+    # (mode 0775) ...". Empty only where the platform has nothing to say.
+    config_file_note: str = ""
+    # A relocated <dir>/configuration/amazon-ssm-agent.json that exists but that the agent
+    # ignores (its layout or the file fails the agent's ownership/mode rules): someone meant
+    # it to apply, and it does not. Empty when there is none.
+    ignored_config_file: str = ""
+    # What makes the agent use a relocated layout it ignores (a command), else empty.
+    config_file_fix: str = ""
 
 
 class Platform(abc.ABC):
@@ -161,6 +192,11 @@ class Platform(abc.ABC):
     @abc.abstractmethod
     def file_exists(self, path: str) -> bool:
         """Existence only: used for files whose contents ssmdiag must never read (credentials)."""
+
+    def stat_path(self, path: str) -> PathStat:
+        """Owner, group and mode of a path, following symlinks. Linux overrides it: the
+        agent's relocation rule is about ownership and mode (constants_unix.go:191-251)."""
+        return PathStat(path, "unsupported", message="file ownership is not read on this platform")
 
     @abc.abstractmethod
     def agent_environment(self) -> AgentEnvironment:

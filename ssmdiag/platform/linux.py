@@ -7,9 +7,10 @@ import os
 import pwd
 import shutil
 import socket
+import stat
 import sys
 from dataclasses import dataclass
-from typing import Optional
+from typing import Callable, Optional
 
 from ssmdiag.agent import reading_from_version_run
 from ssmdiag.config import Config
@@ -21,6 +22,7 @@ from ssmdiag.platform.base import (
     AgentProcess,
     FileRead,
     OsInfo,
+    PathStat,
     Platform,
     ServiceState,
     UserAccount,
@@ -39,6 +41,21 @@ AGENT_DATA_DIR = "/var/lib/amazon/ssm"
 SYSTEMD_UNITS = ("amazon-ssm-agent.service", "snap.amazon-ssm-agent.amazon-ssm-agent.service")
 UPSTART_JOB = "amazon-ssm-agent"
 SUDO_RULE = "/etc/sudoers.d/ssm-agent-users"
+
+# How the agent decides to use a relocated directory, from agent/appconfig/constants_unix.go
+# (tag 3.3.1142.0). Its directory is filepath.Abs(filepath.Dir(os.Args[0])) (:149); only
+# when that is not /usr/bin (:121, :155) and both workers pass validateAgentBinary (:156-157)
+# does it move DefaultProgramFolder there, and only when configuration/amazon-ssm-agent.json
+# then passes validateRelativeConfigFile (:173-174) does it read that file. Otherwise
+# AppConfigPath stays /etc/amazon/ssm/amazon-ssm-agent.json (:119, :129).
+DEFAULT_WORKER_DIR = "/usr/bin"
+RELOCATION_WORKERS = ("ssm-session-worker", "ssm-agent-worker")  # checked in this order
+NECESSARY_WORKER_MODE = 0o511  # NecessaryAgentBinaryPermissionMask (:102)
+DISALLOWED_WORKER_MODE = 0o022  # DisallowedAgentBinaryPermissionMask (:103)
+RELATIVE_CONFIG = os.path.join("configuration", "amazon-ssm-agent.json")  # :172-174
+_WORKER_RULE = "both workers root:root, mode at least 0511, not writable by group or others"
+
+StatFn = Callable[[str], PathStat]
 
 
 @dataclass(frozen=True)
@@ -125,12 +142,214 @@ def split_unit_environment(text: str) -> list[str]:
         return text.split()
 
 
+def launch_path(cmdline: Optional[list[str]], cwd: Optional[str]) -> Optional[str]:
+    """filepath.Abs(os.Args[0]) of a process: the path its directory is derived from
+    (constants_unix.go:149). None when argv[0] is unknown, or relative with no readable cwd."""
+    if not cmdline or not cmdline[0]:
+        return None
+    argv0 = cmdline[0]
+    if os.path.isabs(argv0):
+        return os.path.normpath(argv0)
+    if not cwd:
+        return None
+    return os.path.normpath(os.path.join(cwd, argv0))
+
+
+def _pid_namespace(pid: str) -> Optional[str]:
+    try:
+        return os.readlink(f"/proc/{pid}/ns/pid")
+    except OSError:
+        return None  # another user's process without CAP_SYS_PTRACE, or already gone
+
+
+def _in_our_pid_namespace(pid: int) -> bool:
+    """An agent in another PID namespace (a container, a throwaway node) is that one's agent,
+    not this node's; a process whose namespace cannot be read is kept."""
+    ours, theirs = _pid_namespace("self"), _pid_namespace(str(pid))
+    return ours is None or theirs is None or ours == theirs
+
+
+def _user_name(uid: int) -> str:
+    try:
+        return pwd.getpwuid(uid).pw_name
+    except KeyError:
+        return str(uid)  # as `ps -o user=` prints an account without a name
+
+
+def stat_real_path(path: str) -> PathStat:
+    """os.stat (following symlinks, as Go's os.Stat) reduced to what the agent looks at."""
+    try:
+        st = os.stat(path)
+    except (FileNotFoundError, NotADirectoryError):
+        return PathStat(path, "missing", message="does not exist")
+    except PermissionError:
+        return PathStat(path, "denied", message="permission denied")
+    except OSError as exc:
+        return PathStat(path, "error", message=exc.strerror or str(exc))
+    if stat.S_ISREG(st.st_mode):
+        kind = "file"
+    elif stat.S_ISDIR(st.st_mode):
+        kind = "dir"
+    else:
+        kind = "other"
+    return PathStat(path, "ok", st.st_uid, st.st_gid, stat.S_IMODE(st.st_mode) & 0o777, kind)
+
+
+def _unreadable(found: PathStat) -> Optional[str]:
+    if found.outcome == "ok":
+        return None
+    return f"{found.path} {found.message or found.outcome}"
+
+
+def _not_root_owned(found: PathStat) -> Optional[str]:
+    if found.uid == 0 and found.gid == 0:
+        return None
+    return f"{found.path} is owned by uid {found.uid}, gid {found.gid}, not root:root"
+
+
+def worker_problem(found: PathStat) -> Optional[str]:
+    """Why validateAgentBinary (constants_unix.go:191-216) refuses a worker; None: accepted.
+
+    The same tests in the same order: it exists (:193), mode has 0511 (:197), mode has
+    none of 0022 (:203), owner and group are root (:210-211). The file type is not checked.
+    """
+    unreadable = _unreadable(found)
+    if unreadable:
+        return unreadable
+    mode = found.mode
+    if mode & NECESSARY_WORKER_MODE != NECESSARY_WORKER_MODE:
+        return (
+            f"{found.path} has mode {mode:04o}: the agent needs read and execute for its "
+            "owner and execute for group and others (0511)"
+        )
+    if mode & DISALLOWED_WORKER_MODE:
+        writers = [who for bit, who in ((0o020, "group"), (0o002, "others")) if mode & bit]
+        return f"{found.path} is writable by {' and '.join(writers)} (mode {mode:04o})"
+    return _not_root_owned(found)
+
+
+def relative_config_problem(folder: PathStat, config: PathStat) -> Optional[str]:
+    """Why validateRelativeConfigFile (constants_unix.go:218-251) refuses the file; None: used.
+
+    The folder must be owned by root:root (:220-230); the file must exist (:233), be a
+    regular file (:239) and be owned by root:root (:245-248). Its mode is not checked.
+    """
+    problem = _unreadable(folder) or _not_root_owned(folder) or _unreadable(config)
+    if problem:
+        return problem
+    if config.kind != "file":
+        return f"{config.path} is not a regular file"
+    return _not_root_owned(config)
+
+
+@dataclass(frozen=True)
+class ConfigChoice:
+    path: str
+    source: str  # default | relocated
+    note: str
+    ignored: str = ""  # a relocated configuration/amazon-ssm-agent.json the agent ignores
+    fix: str = ""  # what makes the agent use the relocated layout, when one is ignored
+
+
+def agent_config_choice(binary_path: Optional[str], stat_fn: StatFn) -> ConfigChoice:
+    """The amazon-ssm-agent.json the agent started as binary_path reads, and why (with what
+    to do when a relocated layout is ignored)."""
+    if not binary_path:
+        return ConfigChoice(
+            AGENT_CONFIG,
+            "default",
+            f"no agent binary was found, so the packaged layout is assumed: {AGENT_CONFIG}",
+        )
+    # filepath.Abs(filepath.Dir(os.Args[0])) (constants_unix.go:149).
+    directory = os.path.abspath(os.path.dirname(binary_path))
+    if directory == DEFAULT_WORKER_DIR:
+        return ConfigChoice(
+            AGENT_CONFIG,
+            "default",
+            f"the agent runs from {DEFAULT_WORKER_DIR}, the packaged layout: it reads "
+            f"{AGENT_CONFIG}",
+        )
+    for worker in RELOCATION_WORKERS:
+        found = stat_fn(os.path.join(directory, worker))
+        problem = worker_problem(found)
+        if problem is None:
+            continue
+        if found.outcome == "denied":  # the agent, as root, would see it: ssmdiag cannot
+            return ConfigChoice(
+                AGENT_CONFIG,
+                "default",
+                f"cannot tell whether the agent in {directory} uses a relocated layout "
+                f"({problem}); assuming it reads {AGENT_CONFIG}: run ssmdiag as root to know",
+            )
+        if found.outcome == "ok":
+            fix = (
+                f"To have the agent use {directory}: `sudo chown root:root {found.path} && "
+                f"sudo chmod 0755 {found.path}`, then restart the agent."
+            )
+        else:
+            fix = (
+                f"To have the agent use {directory}: install ssm-agent-worker and "
+                f"ssm-session-worker there, then restart the agent."
+            )
+        relative = os.path.join(directory, RELATIVE_CONFIG)
+        return ConfigChoice(
+            AGENT_CONFIG,
+            "default",
+            f"relocated layout in {directory} ignored: {problem} (the agent needs "
+            f"{_WORKER_RULE}), so it reads {AGENT_CONFIG}",
+            ignored=relative if stat_fn(relative).outcome == "ok" else "",
+            fix=fix,
+        )
+    relative = os.path.join(directory, RELATIVE_CONFIG)
+    folder_path = os.path.dirname(relative)
+    folder = stat_fn(folder_path)
+    config = stat_fn(relative)
+    problem = relative_config_problem(folder, config)
+    if problem is None:
+        return ConfigChoice(
+            relative,
+            "relocated",
+            f"relocated layout in {directory} (workers, configuration/ and the file owned by "
+            f"root:root): the agent reads {relative}, not {AGENT_CONFIG}",
+        )
+    if "denied" in (folder.outcome, config.outcome):
+        return ConfigChoice(
+            AGENT_CONFIG,
+            "default",
+            f"cannot tell whether the agent in {directory} reads {relative} ({problem}); "
+            f"assuming it reads {AGENT_CONFIG}: run ssmdiag as root to know",
+        )
+    if config.outcome == "missing":
+        fix = f"To relocate the agent's configuration, create {relative} owned by root:root."
+    else:
+        fix = (
+            f"To have the agent read {relative}: `sudo chown root:root {folder_path} "
+            f"{relative}`, then restart the agent."
+        )
+    return ConfigChoice(
+        AGENT_CONFIG,
+        "default",
+        f"the agent in {directory} uses its workers there but ignores {relative}: {problem} "
+        f"(it needs the file and configuration/ owned by root:root), so it reads "
+        f"{AGENT_CONFIG}",
+        ignored=relative if config.outcome == "ok" else "",
+        fix=fix,
+    )
+
+
 class LinuxPlatform(Platform):
     family = "linux"
 
-    def __init__(self, config: Config, locations: Optional[LinuxLocations] = None) -> None:
+    def __init__(
+        self,
+        config: Config,
+        locations: Optional[LinuxLocations] = None,
+        *,
+        stat_fn: Optional[StatFn] = None,
+    ) -> None:
         super().__init__(config)
         self.locations = locations or LinuxLocations()
+        self._stat: StatFn = stat_fn if stat_fn is not None else stat_real_path
 
     def _run(self, argv: list[str]) -> process.ProcResult:
         return process.run(argv, timeout=self.config.subprocess_timeout)
@@ -155,19 +374,13 @@ class LinuxPlatform(Platform):
     def agent_paths(self, binary_path: Optional[str] = None) -> AgentPaths:
         cfg = self.config
         binaries = (cfg.agent_binary,) if cfg.agent_binary else self.locations.default_binaries
+        choice = agent_config_choice(binary_path, self.stat_path)
+        config_file, source, note = choice.path, choice.source, choice.note
         if cfg.agent_config_file:
             config_file, source = cfg.agent_config_file, "ssmdiag-config"
-        else:
-            config_file, source = AGENT_CONFIG, "default"
-            # A relocated agent (binary beside its workers) reads <dir>/configuration/.
-            if binary_path:
-                directory = os.path.dirname(binary_path)
-                workers = ("ssm-agent-worker", "ssm-session-worker")
-                if directory != "/usr/bin" and all(
-                    os.path.exists(os.path.join(directory, w)) for w in workers
-                ):
-                    config_file = os.path.join(directory, "configuration", "amazon-ssm-agent.json")
-                    source = "relocated"
+            note = "named by ssmdiag's [agent] config_file or --agent-config"
+            if os.path.normpath(config_file) != choice.path:
+                note += f"; the agent itself reads {choice.path}: {choice.note}"
         data_dir = cfg.agent_data_dir or AGENT_DATA_DIR
         return AgentPaths(
             binaries,
@@ -177,6 +390,9 @@ class LinuxPlatform(Platform):
             runtime_identity_file=os.path.join(data_dir, "runtimeconfig", "identity_config.json"),
             registration_file=os.path.join(data_dir, "registration"),
             dhmc_credentials_file=os.path.join(data_dir, "credentials"),
+            config_file_note=note,
+            ignored_config_file=choice.ignored,
+            config_file_fix=choice.fix,
         )
 
     def _binary_reading(self, path: str, source: str = "binary") -> VersionReading:
@@ -229,11 +445,18 @@ class LinuxPlatform(Platform):
         import psutil  # imported here: `ssmdiag version` must stay light
 
         found: list[AgentProcess] = []
-        for proc in psutil.process_iter(["pid", "name", "username"]):
+        attrs = ["pid", "name", "username", "uids", "cmdline", "cwd"]
+        for proc in psutil.process_iter(attrs):
             name = proc.info.get("name") or ""
-            if name != AGENT_PACKAGE:
+            if name != AGENT_PACKAGE or not _in_our_pid_namespace(int(proc.info["pid"])):
                 continue
             pid = int(proc.info["pid"])
+            uids = proc.info.get("uids")
+            # ssm-cli asks `ps -o user=`, the effective user (diagnosticsutil_unix.go:88).
+            euid: Optional[int] = int(uids.effective) if uids is not None else None
+            user = proc.info.get("username")
+            if euid is not None:
+                user = _user_name(euid)
             exe, replaced = self._process_exe(pid)
             reading = binary_readings.get(exe or "")
             if reading is None or replaced or reading.state != "found":
@@ -244,11 +467,13 @@ class LinuxPlatform(Platform):
                 AgentProcess(
                     pid,
                     exe,
-                    proc.info.get("username"),
+                    user,
                     replaced,
                     VersionReading(
                         "process", reading.state, reading.version_text, reading.note, str(pid)
                     ),
+                    uid=euid,
+                    launch_path=launch_path(proc.info.get("cmdline"), proc.info.get("cwd")),
                 )
             )
         return found
@@ -282,6 +507,11 @@ class LinuxPlatform(Platform):
         binary = next(
             (r.location for r in readings if r.source == "binary" and r.state != "absent"), None
         )
+        started_as = next((p.launch_path for p in processes if p.launch_path), None)
+        if not self.config.agent_binary and started_as and os.path.exists(started_as):
+            # The running agent's own path decides which directory (and so which config
+            # file) it uses, even when /usr/bin also holds an agent.
+            binary = started_as
         if binary is None and processes and processes[0].exe:
             binary = processes[0].exe
         return AgentDiscovery(tuple(readings), tuple(processes), binary)
@@ -356,6 +586,9 @@ class LinuxPlatform(Platform):
     def file_exists(self, path: str) -> bool:
         return os.path.exists(path)
 
+    def stat_path(self, path: str) -> PathStat:
+        return self._stat(path)
+
     def agent_environment(self) -> AgentEnvironment:
         problem = None
         for pid in self._agent_pids():
@@ -383,7 +616,7 @@ class LinuxPlatform(Platform):
         return [
             int(p.info["pid"])
             for p in psutil.process_iter(["pid", "name"])
-            if p.info.get("name") == AGENT_PACKAGE
+            if p.info.get("name") == AGENT_PACKAGE and _in_our_pid_namespace(int(p.info["pid"]))
         ]
 
     def _unit_environment(self) -> Optional[dict[str, str]]:

@@ -290,13 +290,23 @@ class MacPlatform(Platform):
 
     # -- agent ------------------------------------------------------------------------------
     def agent_paths(self, binary_path: Optional[str] = None) -> AgentPaths:
-        # The macOS agent is not relocatable: binary_path does not move the config file.
+        # The macOS agent is not relocatable: its AppConfigPath is fixed at
+        # DefaultProgramFolder + amazon-ssm-agent.json (agent/appconfig/constants_darwin.go:22,
+        # :25) and, unlike constants_unix.go, that file has no init() that moves it, so
+        # binary_path does not move the config file.
         cfg = self.config
         binaries = (cfg.agent_binary,) if cfg.agent_binary else (AGENT_BINARY,)
         if cfg.agent_config_file:
             config_file, source = cfg.agent_config_file, "ssmdiag-config"
+            note = "named by ssmdiag's [agent] config_file or --agent-config"
+            if os.path.normpath(config_file) != AGENT_CONFIG:
+                note += f"; the macOS agent itself always reads {AGENT_CONFIG}"
         else:
             config_file, source = AGENT_CONFIG, "default"
+            note = (
+                f"the macOS agent always reads {AGENT_CONFIG}, wherever its binary is "
+                "(it has no relocated layout)"
+            )
         data_dir = cfg.agent_data_dir or AGENT_DATA_DIR
         return AgentPaths(
             binaries,
@@ -309,6 +319,7 @@ class MacPlatform(Platform):
             # "credentials" in the agent's Linux constants; its darwin constants do not
             # spell it out, so the same rule is assumed here (<data dir>/credentials).
             dhmc_credentials_file=os.path.join(data_dir, "credentials"),
+            config_file_note=note,
         )
 
     def _binary_reading(self, path: str) -> VersionReading:

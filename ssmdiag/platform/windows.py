@@ -153,8 +153,15 @@ class WindowsPlatform(Platform):
         base = ntpath.join(self._program_files(), "Amazon", "SSM")
         data = ntpath.join(self._program_data(), "Amazon", "SSM")
         binary = cfg.agent_binary or ntpath.join(base, "amazon-ssm-agent.exe")
-        config_file = cfg.agent_config_file or ntpath.join(base, "amazon-ssm-agent.json")
-        source = "ssmdiag-config" if cfg.agent_config_file else "default"
+        config_file, source, note = self._agent_config_choice(base, binary_path or binary)
+        if cfg.agent_config_file:
+            agent_reads = config_file
+            config_file, source = cfg.agent_config_file, "ssmdiag-config"
+            note_prefix = "named by ssmdiag's [agent] config_file or --agent-config"
+            if ntpath.normcase(ntpath.normpath(config_file)) != ntpath.normcase(agent_reads):
+                note = f"{note_prefix}; the agent itself reads {agent_reads}: {note}"
+            else:
+                note = note_prefix
         data_dir = cfg.agent_data_dir or ntpath.join(data, "InstanceData")
         return AgentPaths(
             (binary,),
@@ -164,6 +171,29 @@ class WindowsPlatform(Platform):
             runtime_identity_file=ntpath.join(data, "runtimeconfig", "identity_config.json"),
             registration_file=ntpath.join(data_dir, "registration"),
             dhmc_credentials_file=ntpath.join(base, "credentials"),
+            config_file_note=note,
+        )
+
+    def _agent_config_choice(self, program_folder: str, binary: str) -> tuple[str, str, str]:
+        """The agent's rule (agent/appconfig/constants_windows.go, tag 3.3.1142.0): it reads
+        DefaultProgramFolder\\amazon-ssm-agent.json (:196, :204) unless
+        configuration\\amazon-ssm-agent.json exists beside the binary it was started as
+        (filepath.Abs(filepath.Dir(os.Args[0])), :230; :235-239). Existence is the only test
+        (shouldUseConfig, :248-252): no ownership or ACL check as on Linux."""
+        default = ntpath.join(program_folder, "amazon-ssm-agent.json")
+        directory = ntpath.dirname(ntpath.normpath(binary))
+        relative = ntpath.join(directory, "configuration", "amazon-ssm-agent.json")
+        if self.api.exists(relative):
+            return (
+                relative,
+                "relocated",
+                f"{relative} exists beside the agent binary, so the agent reads it instead "
+                f"of {default}",
+            )
+        return (
+            default,
+            "default",
+            f"the agent reads {default} (no configuration\\amazon-ssm-agent.json beside {binary})",
         )
 
     def discover_agent(self) -> AgentDiscovery:
