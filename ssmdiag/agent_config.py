@@ -437,12 +437,17 @@ class AgentConfigFacts:
     key_path: str = ""  # refused: the key the agent stumbles on
     notes: list[str] = field(default_factory=list)
     decoded: Optional[DecodedConfig] = None
+    path_note: str = ""  # why the agent reads this file (relocation rules)
+    ignored_file: str = ""  # a relocated config that exists but that the agent ignores
+    ignored_fix: str = ""  # what makes the agent use it
 
 
 def read_agent_config(platform: Platform, binary_path: Optional[str]) -> AgentConfigFacts:
     paths = platform.agent_paths(binary_path)
     read = platform.read_file(paths.config_file)
     facts = AgentConfigFacts(paths.config_file, paths.config_file_source, "ok")
+    facts.path_note = paths.config_file_note
+    facts.ignored_file, facts.ignored_fix = paths.ignored_config_file, paths.config_file_fix
     if read.outcome == "missing":
         facts.state = "missing"
         return facts

@@ -7,7 +7,7 @@ from typing import Callable
 
 from ssmdiag.engine import run_checks
 from ssmdiag.platform.linux import LinuxLocations
-from tests.conftest import make_platform
+from tests.conftest import make_platform, require_root
 
 
 def config_check(locations: LinuxLocations, **config: object) -> dict[str, object]:
@@ -72,9 +72,11 @@ def test_unreadable_config_is_an_error_that_says_to_run_as_root(
 def test_relocated_agent_reads_its_configuration_directory(
     no_default_agent: LinuxLocations, fake_agent_factory: Callable[..., Path], tmp_path: Path
 ) -> None:
+    require_root("the agent relocates only for root-owned workers and configuration")
     binary = fake_agent_factory("3.3.987.0", name="relocated/amazon-ssm-agent")
     for worker in ("ssm-agent-worker", "ssm-session-worker"):
         (binary.parent / worker).write_text("")
+        (binary.parent / worker).chmod(0o755)
     (binary.parent / "configuration").mkdir()
     (binary.parent / "configuration" / "amazon-ssm-agent.json").write_text("{oops")
     check = config_check(no_default_agent, agent_binary=str(binary))

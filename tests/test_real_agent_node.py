@@ -274,4 +274,10 @@ def test_relocated_layout_is_judged_as_the_agent_judges_it(
     validate_report(report)
     checks = checks_of(report)
     assert checks["agent.config"]["details"]["path"] == reads
+    assert words in checks["agent.config"]["details"]["path_reason"]
+    if reads == RELOCATED_CONFIG:
+        assert checks["agent.config"]["status"] == "ok"
+    else:  # a relocated config someone put there, which the agent does not read
+        assert checks["agent.config"]["status"] == "warn"
+        assert f"the agent ignores {RELOCATED_CONFIG}" in checks["agent.config"]["summary"]
     assert checks["agent.process_user"]["status"] == "ok"

@@ -21,7 +21,23 @@ def run(ctx: Context) -> Finding:
     facts: AgentConfigFacts = ctx.fact("agent_config")
     path = facts.path
     details: dict[str, Any] = {"path": path, "path_source": facts.path_source}
+    if facts.path_note:
+        details["path_reason"] = facts.path_note
     restart = "restart the agent: " + RESTART.get(ctx.platform.family, RESTART["linux"])
+    finding = _judge(facts, details, restart)
+    if facts.ignored_file and finding.status.value == "ok":
+        # Someone put a relocated config in place and the agent does not read it.
+        details["ignored_file"] = facts.ignored_file
+        return warn(
+            f"the agent ignores {facts.ignored_file} and reads {path}: {facts.path_note}",
+            facts.ignored_fix or f"Fix the ownership and modes named above, then {restart}.",
+            details,
+        )
+    return finding
+
+
+def _judge(facts: AgentConfigFacts, details: dict[str, Any], restart: str) -> Finding:
+    path = facts.path
     if facts.state == "missing":
         return ok(f"no {path}: the agent runs on its defaults", details)
     if facts.state == "unreadable":
@@ -77,7 +93,8 @@ def run(ctx: Context) -> Finding:
         if facts.settings
         else "no endpoint, region or identity overrides"
     )
-    return ok(f"{path} is accepted by the agent ({shown})", details)
+    where = f"; {facts.path_note}" if facts.path_source == "relocated" and facts.path_note else ""
+    return ok(f"{path} is accepted by the agent ({shown}){where}", details)
 
 
 CHECK = Check("agent.config", "SSM Agent configuration file", run, needs=("agent", "agent_config"))
