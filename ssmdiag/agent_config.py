@@ -454,9 +454,9 @@ def read_agent_config(platform: Platform, binary_path: Optional[str]) -> AgentCo
     if read.outcome != "ok":
         facts.state, facts.message = "unreadable", read.message
         return facts
-    if getattr(read, "truncated", False):
+    if read.truncated:
         facts.state = "unverified"
-        facts.message = f"only the first {len(read.text)} characters could be read"
+        facts.message = f"it is {read.message}; the agent reads all of it"
         return facts
     return judge_agent_config_text(facts, read.text)
 

@@ -14,6 +14,7 @@ from ssmdiag.platform import detect
 from ssmdiag.platform.windows import (
     CURRENT_VERSION_KEY,
     LOCAL_SYSTEM_INET_KEY,
+    MACHINE_ENV_KEY,
     SERVICE_KEY,
     WindowsPlatform,
 )
@@ -179,7 +180,10 @@ def test_local_system_internet_settings_with_per_scheme_proxy_and_local() -> Non
     check = report(api, "network.proxy", config=Config(region="us-east-1"))["network.proxy"]
     assert check["details"]["source"] == "LocalSystem Internet Settings"
     assert check["details"]["https_proxy"] == "http://secure.corp:8443"
-    assert check["details"]["no_proxy"] == ".internal.example"
+    assert check["details"]["http_proxy"] == "http://old.corp:80"
+    # The agent keeps the URL host of each bypass entry (proxy_windows.go:176-193); Go's
+    # no_proxy reads "*.x" as ".x".
+    assert check["details"]["no_proxy"] == "*.internal.example"
     assert "<local>" in check["details"]["problem"]
     assert check["status"] == "warn" and "169.254.169.254" in check["summary"]
 
@@ -191,8 +195,41 @@ def test_winhttp_default_proxy_is_the_last_resort() -> None:
     ).read_text()
     check = report(api, "network.proxy", config=Config(region="us-east-1"))["network.proxy"]
     assert check["details"]["source"] == "WinHTTP default proxy"
-    assert check["details"]["https_proxy"] == "http://proxy.corp.example:8080"
-    assert check["status"] == "ok"  # its bypass list has 169.254.169.254
+    # A bare host:port is an http proxy only for the agent (proxy_windows.go:318-326): its
+    # HTTPS traffic goes direct, which a user of a proxy-only network must be told.
+    assert check["details"]["http_proxy"] == "http://proxy.corp.example:8080"
+    assert check["details"]["https_proxy"] is None
+    assert set(check["details"]["per_endpoint"].values()) == {"direct"}
+    assert check["details"]["imds"] == "direct"  # its bypass list has 169.254.169.254
+    assert check["status"] == "warn" and "HTTPS direct" in check["summary"]
+    assert 'proxy-server="http=HOST:PORT;https=HOST:PORT"' in check["remediation"]
+
+
+def test_winhttp_per_scheme_proxy_sends_https_through_it() -> None:
+    api = member_server()
+    api.data["commands"]["netsh winhttp show proxy"] = (
+        (DATA / "netsh-winhttp-proxy.txt")
+        .read_text()
+        .replace(
+            "proxy.corp.example:8080", "http=proxy.corp.example:8080;https=proxy.corp.example:8443"
+        )
+    )
+    check = report(api, "network.proxy", config=Config(region="us-east-1"))["network.proxy"]
+    assert check["details"]["https_proxy"] == "http://proxy.corp.example:8443"
+    assert check["status"] == "ok"
+
+
+def test_the_environment_proxy_wins_over_internet_settings() -> None:
+    api = member_server()
+    api.data["registry"][LOCAL_SYSTEM_INET_KEY] = {
+        "ProxyEnable": 1,
+        "ProxyServer": "https=ie.corp:8443",
+        "ProxyOverride": "169.254.169.254",
+    }
+    api.data["registry"][MACHINE_ENV_KEY] = {"https_proxy": "http://env.corp:3128"}
+    check = report(api, "network.proxy", config=Config(region="us-east-1"))["network.proxy"]
+    assert check["details"]["https_proxy"] == "http://env.corp:3128"
+    assert check["details"]["no_proxy"] == "169.254.169.254"  # no no_proxy in the environment
 
 
 def test_every_check_runs_on_windows_without_crashing(tmp_path: Path) -> None:

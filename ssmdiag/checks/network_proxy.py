@@ -86,7 +86,16 @@ def run(ctx: Context) -> Finding:
                 "warn",
                 "the agent has http_proxy but no https_proxy: Go sends HTTPS direct, so the "
                 "endpoints are not reached through the proxy",
-                f"Set https_proxy as well, {where}.",
+                (
+                    # proxy_windows.go:318-326: a proxy list without `https=` gives the
+                    # agent an http proxy only.
+                    f"{env.source} names a proxy without a scheme, which the agent takes "
+                    "for http only: write it per scheme (`netsh winhttp set proxy "
+                    'proxy-server="http=HOST:PORT;https=HOST:PORT"`, or the same in '
+                    f"Internet Settings), or set https_proxy {where}."
+                    if env.source in ("WinHTTP default proxy", "LocalSystem Internet Settings")
+                    else f"Set https_proxy as well, {where}."
+                ),
             )
         )
     if imds.kind == "refused":

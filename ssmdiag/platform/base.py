@@ -11,6 +11,7 @@ import abc
 from dataclasses import dataclass, field
 from typing import Optional
 
+from ssmdiag import safeio
 from ssmdiag.config import Config
 
 
@@ -72,30 +73,16 @@ class ServiceState:
     note: str = ""
 
 
-@dataclass(frozen=True)
-class FileRead:
-    path: str
-    # ok | missing | denied | error
-    outcome: str
-    text: str = ""
-    message: str = ""
-
+# Every platform reads files through ssmdiag.safeio: bounded, regular files only.
+FileRead = safeio.FileRead
 
 MAX_FILE_BYTES = 1024 * 1024
 
 
 def read_text_file(path: str) -> FileRead:
-    """The real file reader every platform uses: at most 1 MiB, UTF-8 with replacement."""
-    try:
-        with open(path, "rb") as handle:
-            data = handle.read(MAX_FILE_BYTES)
-    except FileNotFoundError:
-        return FileRead(path, "missing", message="does not exist")
-    except PermissionError:
-        return FileRead(path, "denied", message="permission denied")
-    except OSError as exc:
-        return FileRead(path, "error", message=exc.strerror or str(exc))
-    return FileRead(path, "ok", data.decode("utf-8", "replace"))
+    """The real file reader every platform uses: at most 1 MiB (said when cut), regular
+    files only (a FIFO or a device is refused, never read), UTF-8 with replacement."""
+    return safeio.read_text(path, MAX_FILE_BYTES)
 
 
 @dataclass(frozen=True)

@@ -10,7 +10,7 @@ import socket
 import stat
 import sys
 from dataclasses import dataclass
-from typing import Callable, Optional
+from typing import IO, Callable, Optional
 
 from ssmdiag.agent import reading_from_version_run
 from ssmdiag.config import Config
@@ -114,12 +114,40 @@ def parse_snap_list(text: str, name: str = AGENT_PACKAGE) -> Optional[str]:
     return None
 
 
-_PROXY_VARS = {"https_proxy", "http_proxy", "no_proxy"}
+# REQUEST_METHOD too: Go refuses http proxying when it is set (CGI), and it holds no secret.
+_PROXY_VARS = {"https_proxy", "http_proxy", "no_proxy", "request_method"}
+MAX_ENVIRON_BYTES = 64 * 1024 * 1024  # far beyond ARG_MAX; read in chunks, never held whole
 
 
 def _proxy_vars(values: dict[str, str]) -> dict[str, str]:
     # Keep only what decides the proxy: the rest of an environment may hold secrets.
     return {k: v for k, v in values.items() if k.lower() in _PROXY_VARS}
+
+
+def read_proxy_environ(handle: IO[bytes]) -> tuple[dict[str, str], Optional[str]]:
+    """The proxy variables of a /proc/PID/environ, read in chunks so a huge environment
+    is neither held in memory nor cut short (a proxy variable at its end still counts)."""
+    values: dict[str, str] = {}
+    pending = b""
+    total = 0
+    while True:
+        chunk = handle.read(64 * 1024)
+        if not chunk:
+            break
+        total += len(chunk)
+        pending += chunk
+        *entries, pending = pending.split(b"\0")
+        values.update(_proxy_vars(parse_environ(b"\0".join(entries))))
+        name = pending[:32].split(b"=", 1)[0].decode("ascii", "replace").lower()
+        if len(pending) > 1024 * 1024 and name not in _PROXY_VARS:
+            pending = b""  # one giant unrelated entry: drop it, keep reading
+        if total > MAX_ENVIRON_BYTES:
+            return values, (
+                f"the agent's environment is larger than {MAX_ENVIRON_BYTES // 2**20} MiB; "
+                "proxy variables past that point were not read"
+            )
+    values.update(_proxy_vars(parse_environ(pending)))
+    return values, None
 
 
 def parse_environ(raw: bytes) -> dict[str, str]:
@@ -567,7 +595,9 @@ class LinuxPlatform(Platform):
         enabled: Optional[bool] = None
         if file_state:
             enabled = file_state in ("enabled", "enabled-runtime", "static", "alias", "generated")
-        pid = int(unit.get("MainPID", "0") or 0)
+        main_pid = unit.get("MainPID", "0").strip()
+        # systemctl prints a number; anything else (a broken or fake systemctl) is "unknown".
+        pid = int(main_pid) if main_pid.isascii() and main_pid.isdigit() else 0
         return ServiceState(
             "systemd",
             unit.get("Id") or SYSTEMD_UNITS[0],
@@ -594,7 +624,7 @@ class LinuxPlatform(Platform):
         for pid in self._agent_pids():
             try:
                 with open(f"/proc/{pid}/environ", "rb") as handle:
-                    raw = handle.read(256 * 1024)
+                    values, too_big = read_proxy_environ(handle)
             except PermissionError:
                 problem = (
                     f"/proc/{pid}/environ: permission denied (reading another "
@@ -604,7 +634,7 @@ class LinuxPlatform(Platform):
             except OSError as exc:
                 problem = f"/proc/{pid}/environ: {exc.strerror or exc}"
                 continue
-            return AgentEnvironment(_proxy_vars(parse_environ(raw)), f"/proc/{pid}/environ")
+            return AgentEnvironment(values, f"/proc/{pid}/environ", too_big)
         unit = self._unit_environment()
         if unit is not None:
             return AgentEnvironment(_proxy_vars(unit), "systemd unit Environment=", problem)

@@ -80,28 +80,70 @@ def parse_multi_sz_environment(value: Any) -> dict[str, str]:
     return values
 
 
-def proxy_from_server_string(server: str) -> Optional[str]:
-    """ProxyServer / WinHTTP: `host:port`, or per scheme `http=h:p;https=h2:p2`."""
-    server = server.strip()
-    if not server:
+def _validate_host(value: str) -> Optional[str]:
+    """agent/proxyconfig/proxy_windows.go ValidateHost: <local>/<-loopback> are skipped,
+    `//x` and scheme-less values become http URLs, what url.Parse refuses is skipped."""
+    from ssmdiag.gourl import GoURLError, go_url_parse
+
+    if value in ("<-loopback>", "<local>"):
         return None
-    if "=" not in server:
-        return server
-    schemes = dict(part.split("=", 1) for part in server.split(";") if "=" in part)
-    return schemes.get("https") or schemes.get("http")
+    if value.startswith("//"):
+        value = "http:" + value
+    if "://" not in value:
+        value = "http://" + value
+    try:
+        go_url_parse(value)
+    except GoURLError:
+        return None
+    return value
+
+
+def _entries(text: str) -> list[str]:
+    # strings.Fields, then ";" (proxy_windows.go:179-183, 287-292)
+    return [part for field in text.split() for part in field.split(";") if part]
+
+
+def proxies_from_server_string(server: str) -> tuple[Optional[str], Optional[str]]:
+    """(http_proxy, https_proxy) the agent derives from a ProxyServer / WinHTTP list
+    (proxy_windows.go:280-331 ParseProxySettings). A bare `host:port` is an *http* proxy
+    only: the agent then sends its HTTPS traffic direct."""
+    http = https = other = None
+    for entry in _entries(server):
+        scheme, sep, value = entry.partition("=")
+        if sep:
+            if scheme == "https":
+                https = _validate_host(value)
+            elif scheme == "http":
+                http = _validate_host(value)
+        else:
+            other = _validate_host(entry)
+    if http is None:  # no scheme given at all, or only https=: the bare entry is http's
+        http = other
+    elif https is None:
+        https = other
+    return http, https
+
+
+def proxy_from_server_string(server: str) -> Optional[str]:
+    """The https_proxy the agent derives from a ProxyServer / WinHTTP list."""
+    return proxies_from_server_string(server)[1]
 
 
 def no_proxy_from_bypass(bypass: str) -> tuple[str, list[str]]:
-    """ProxyOverride / WinHTTP bypass list to no_proxy; `<local>` has no no_proxy form."""
+    """ProxyOverride / WinHTTP bypass list to the agent's no_proxy (proxy_windows.go:176-193
+    ParseProxyBypass: each entry's URL host; `<local>` and `<-loopback>` are skipped)."""
     entries, notes = [], []
-    for raw in bypass.replace(" ", ";").split(";"):
-        entry = raw.strip()
-        if not entry:
-            continue
+    for entry in _entries(bypass):
         if entry.lower() == "<local>":
             notes.append("<local> (names without dots) has no no_proxy equivalent")
             continue
-        entries.append(entry[1:] if entry.startswith("*.") else entry)
+        valid = _validate_host(entry)
+        if valid is None:
+            notes.append(f"bypass entry {entry!r} is skipped by the agent")
+            continue
+        from ssmdiag.gourl import go_url_parse
+
+        entries.append(go_url_parse(valid).host)
     return ",".join(entries), notes
 
 
@@ -255,36 +297,55 @@ class WindowsPlatform(Platform):
         return self.api.exists(path)
 
     def agent_environment(self) -> AgentEnvironment:
-        """The agent's precedence: its service Environment, the machine environment,
-        LocalSystem's Internet Settings, then the WinHTTP default proxy."""
+        """What the agent sets up at start (proxy_windows.go:108-175 SetProxyConfig): its
+        environment (the machine environment plus the service's Environment value); proxy
+        settings from LocalSystem's Internet Settings, else the WinHTTP default proxy, unless
+        the environment already names a proxy (then those are ignored) or no_proxy."""
+        machine = {k: str(v) for k, v in (self.api.registry_values(MACHINE_ENV_KEY) or {}).items()}
         service_env = parse_multi_sz_environment(
             self.api.registry_value(SERVICE_KEY, "Environment")
         )
-        if _has_proxy(service_env):
-            return AgentEnvironment(_proxy_only(service_env), f"{SERVICE_KEY}\\Environment")
-        machine = {k: str(v) for k, v in (self.api.registry_values(MACHINE_ENV_KEY) or {}).items()}
-        if _has_proxy(machine):
-            return AgentEnvironment(_proxy_only(machine), "machine environment")
+        env = {k.lower(): v for k, v in {**machine, **service_env}.items() if v}
+        env_source = (
+            f"{SERVICE_KEY}\\Environment"
+            if _has_proxy(service_env)
+            else "machine environment"
+            if _has_proxy(machine)
+            else ""
+        )
+        proxy, bypass, source, notes = "", "", "", []
         inet = self.api.registry_values(LOCAL_SYSTEM_INET_KEY) or {}
         if inet.get("ProxyEnable") in (1, "1") and inet.get("ProxyServer"):
-            proxy = proxy_from_server_string(str(inet["ProxyServer"]))
-            no_proxy, notes = no_proxy_from_bypass(str(inet.get("ProxyOverride") or ""))
-            values = {"https_proxy": proxy or "", "no_proxy": no_proxy}
-            return AgentEnvironment(
-                values, "LocalSystem Internet Settings", "; ".join(notes) or None
+            proxy, bypass = str(inet["ProxyServer"]), str(inet.get("ProxyOverride") or "")
+            source = "LocalSystem Internet Settings"
+        else:
+            result = self.api.run(
+                ["netsh", "winhttp", "show", "proxy"], self.config.subprocess_timeout
             )
-        result = self.api.run(["netsh", "winhttp", "show", "proxy"], self.config.subprocess_timeout)
-        if result.outcome == "ok":
-            server, bypass = parse_netsh_winhttp(result.stdout)
-            if server:
-                no_proxy, notes = no_proxy_from_bypass(bypass)
-                values = {
-                    "https_proxy": proxy_from_server_string(server) or "",
-                    "no_proxy": no_proxy,
-                }
-                return AgentEnvironment(values, "WinHTTP default proxy", "; ".join(notes) or None)
-            return AgentEnvironment({}, "WinHTTP default proxy (direct access)")
-        return AgentEnvironment({}, "none", result.describe())
+            if result.outcome == "ok":
+                server, winhttp_bypass = parse_netsh_winhttp(result.stdout)
+                if server:
+                    proxy, bypass, source = server, winhttp_bypass, "WinHTTP default proxy"
+            elif not env_source:
+                notes.append(result.describe())
+        if env.get("https_proxy") or env.get("http_proxy"):
+            proxy = ""  # the environment's proxy wins (proxy_windows.go:147-158)
+        if env.get("no_proxy"):
+            bypass = ""
+        values = _proxy_only(env)
+        http, https = proxies_from_server_string(proxy)
+        if https:
+            values["https_proxy"] = https
+        if http:
+            values["http_proxy"] = http
+        no_proxy, bypass_notes = no_proxy_from_bypass(bypass)
+        notes += bypass_notes
+        if no_proxy:
+            values["no_proxy"] = no_proxy
+        where = env_source if env_source and not proxy else source or env_source
+        if not values:
+            where = "WinHTTP default proxy (direct access)" if not notes else "none"
+        return AgentEnvironment(values, where or "none", "; ".join(notes) or None)
 
     def lookup_user(self, name: str) -> Optional[UserAccount]:
         user = self.api.local_user(name)
