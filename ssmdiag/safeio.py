@@ -82,6 +82,65 @@ def read_text(path: str, max_bytes: int = DEFAULT_MAX_BYTES) -> FileRead:
     return FileRead(path, "ok", text, message, truncated, data[:max_bytes])
 
 
+def read_tail(path: str, max_bytes: int) -> FileRead:
+    """The last max_bytes of a regular file (a log still being written is fine: the size
+    is taken once, so a growing file never keeps the read going)."""
+    problem = path_problem(path)
+    if problem:
+        return FileRead(path, "error", message=f"the path {problem}")
+    flags = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_NOCTTY", 0)
+    try:
+        fd = os.open(path, flags)
+    except FileNotFoundError:
+        return FileRead(path, "missing", message="does not exist")
+    except PermissionError:
+        return FileRead(path, "denied", message="permission denied")
+    except OSError as exc:
+        return FileRead(path, "error", message=exc.strerror or str(exc))
+    try:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
+            return FileRead(path, "not_regular", message=f"is {_kind(info.st_mode)}, not a file")
+        start = max(0, info.st_size - max_bytes)
+        os.lseek(fd, start, os.SEEK_SET)
+        chunks: list[bytes] = []
+        left = info.st_size - start
+        while left > 0:
+            chunk = os.read(fd, min(left, 1024 * 1024))
+            if not chunk:
+                break
+            chunks.append(chunk)
+            left -= len(chunk)
+    except OSError as exc:
+        return FileRead(path, "error", message=exc.strerror or str(exc))
+    finally:
+        os.close(fd)
+    data = b"".join(chunks)
+    if start:  # the first line is cut: start at the next whole line
+        data = data[data.find(b"\n") + 1 :] if b"\n" in data else b""
+    message = f"only the last {max_bytes // 1024} KiB were read" if start else ""
+    return FileRead(path, "ok", data.decode("utf-8", "replace"), message, bool(start), data)
+
+
+def list_files(path: str, limit: int = 1000) -> list[tuple[str, float, int]]:
+    """(name, mtime, size) of up to `limit` regular files in a directory."""
+    found: list[tuple[str, float, int]] = []
+    try:
+        with os.scandir(path) as entries:
+            for entry in entries:
+                if len(found) >= limit:
+                    break
+                try:
+                    if entry.is_file(follow_symlinks=False):
+                        info = entry.stat(follow_symlinks=False)
+                        found.append((entry.name, info.st_mtime, info.st_size))
+                except OSError:
+                    continue
+    except OSError:
+        return []
+    return found
+
+
 def _kind(mode: int) -> str:
     if stat.S_ISDIR(mode):
         return "a directory"

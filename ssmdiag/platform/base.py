@@ -176,6 +176,14 @@ class Platform(abc.ABC):
     @abc.abstractmethod
     def read_file(self, path: str) -> FileRead: ...
 
+    def read_file_tail(self, path: str, max_bytes: int) -> FileRead:
+        """The last max_bytes of a regular file (logs): `truncated` when more came before."""
+        return safeio.read_tail(path, max_bytes)
+
+    def list_dir(self, path: str) -> list[tuple[str, float, int]]:
+        """(name, mtime, size) of the regular files in a directory; empty when unreadable."""
+        return safeio.list_files(path)
+
     @abc.abstractmethod
     def file_exists(self, path: str) -> bool:
         """Existence only: used for files whose contents ssmdiag must never read (credentials)."""
