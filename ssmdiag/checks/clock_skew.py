@@ -23,7 +23,21 @@ def run(ctx: Context) -> Finding:
         for p in (probes or {}).values()
         if p.server_date is not None and p.local_time_at_answer is not None
     ]
+    # A Date header that is not a date (a middlebox's, or garbage) gives no reference:
+    # that endpoint is left out, and said so; it never makes the check an error.
+    unreadable = {
+        p.endpoint.host: p.server_date_raw
+        for p in (probes or {}).values()
+        if p.server_date is None and p.server_date_raw is not None
+    }
     if not dated:
+        if unreadable:
+            host, value = next(iter(unreadable.items()))
+            return skip(
+                f"no endpoint answered with a readable Date header to compare against "
+                f"({host[:80]} sent Date: {value!r})",
+                {"unreadable_dates": unreadable},
+            )
         return skip("no endpoint answered with a Date header to compare against")
     # Date has one-second resolution: take the median of the answers.
     skews = sorted(p.local_time_at_answer - p.server_date for p in dated)  # type: ignore[operator]
@@ -33,6 +47,8 @@ def run(ctx: Context) -> Finding:
         "samples": len(skews),
         "reference": [p.endpoint.host for p in dated],
     }
+    if unreadable:
+        details["unreadable_dates"] = unreadable
     direction = "ahead of" if skew > 0 else "behind"
     text = f"node clock is {abs(skew):.0f} s {direction} the endpoints' clock"
     if abs(skew) >= FAIL_AT_S:

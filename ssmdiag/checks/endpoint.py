@@ -22,6 +22,10 @@ REMEDIATION = {
     "dns_timeout": "No DNS server answered: check /etc/resolv.conf, the VPC resolver "
     "(169.254.169.253) and any firewall blocking UDP/TCP 53.",
     "dns_error": "DNS lookup failed: check /etc/resolv.conf and /etc/nsswitch.conf.",
+    "dns_invalid_name": "The host name is not a valid DNS name (too long, an empty or over-long "
+    "label, or characters DNS names cannot hold), so no lookup can succeed: correct the "
+    "endpoint override ([endpoints] in the ssmdiag config, or Ssm.Endpoint / Mds.Endpoint / "
+    "Mgs.Endpoint in amazon-ssm-agent.json) or the proxy host in the agent's environment.",
     "connection_timeout": "Nothing answered on 443: allow outbound TCP 443 to {host} in the "
     "security group and network ACL, and check the route (NAT gateway, internet gateway or "
     "an interface VPC endpoint for this service).",
@@ -35,6 +39,9 @@ REMEDIATION = {
     "without authentication.",
     "proxy_timeout": "The proxy did not answer: check the proxy address in the agent's "
     "environment and that the proxy is up.",
+    "proxy_not_http": "Something other than an HTTP proxy answers at the agent's proxy "
+    "address: check the host and port in the agent's https_proxy (a TLS, SOCKS or other "
+    "service's port?) and that the proxy runs there.",
     "tls_untrusted": "The certificate is not trusted by this node's trust store: a proxy or "
     "firewall is intercepting TLS (exempt {host} from inspection) or the Amazon Trust "
     "Services roots are missing (update ca-certificates).",
@@ -44,6 +51,18 @@ REMEDIATION = {
     "policy (update-crypto-policies).",
     "http_error": "TLS works but the HTTPS request failed: check the proxy and any "
     "HTTP-level filtering for {host}.",
+    "http_timeout": "The connection works but the HTTP answer from {host} stalls or crawls: "
+    "a proxy or firewall that inspects or filters HTTPS holds it back; exempt {host} from "
+    "inspection, or check that middlebox.",
+    "http_invalid": "What answers is not an HTTP server: a wrong port or scheme in the "
+    "endpoint override, or a middlebox in the path to {host}; check the override and the "
+    "path.",
+    "http_oversized": "The answer's headers are far larger than any AWS answer: a middlebox "
+    "or another service answers for {host}; check the endpoint override, DNS for {host} and "
+    "the proxy.",
+    "probe_error": "ssmdiag could not finish this probe (an internal error; the other "
+    "endpoints are probed normally): run `ssmdiag check --log-level debug` and report the "
+    "message as a bug.",
     "probe_timeout": "The probe ran out of time: the path is very slow or stalls; check the "
     "proxy and firewall between the node and {host}.",
     "ca_bundle_invalid": "Fix [network] ca_bundle in the ssmdiag config: it must be a PEM file.",
