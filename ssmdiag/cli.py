@@ -1,7 +1,7 @@
 """The command line: `ssmdiag check | endpoints | features | run | version`.
 
 Exit codes: 0 ok, 1 warn, 2 fail, 3 unknown, 64 usage error, 78 configuration
-error. `version` and `features VERSION` import neither requests nor psutil:
+error. `version` and `features VERSION` import neither psutil nor structlog:
 they run on every boot and from cron, so start-up time matters.
 """
 
@@ -67,9 +67,16 @@ def _build_parser() -> argparse.ArgumentParser:
         metavar="PATH",
         help="the agent's amazon-ssm-agent.json (overrides [agent] config_file)",
     )
+    prefs = _Parser(add_help=False)
+    prefs.add_argument(
+        "--session-preferences",
+        metavar="FILE",
+        help="the account's session preferences: the JSON of `aws ssm get-document --name "
+        "SSM-SessionManagerRunShell --query Content` (overrides [session])",
+    )
     check = commands.add_parser(
         "check",
-        parents=[common, fmt, network],
+        parents=[common, fmt, network, prefs],
         help="run the checks once",
         description="Run every check once and print the report (table or JSON). Exit code: "
         "the worst status (0 ok, 1 warn, 2 fail, 3 unknown).",
@@ -97,9 +104,28 @@ def _build_parser() -> argparse.ArgumentParser:
         "each with its signing region and where it comes from (the agent's config, its "
         "identity region, or ssmdiag's own override). Nothing is contacted but IMDS.",
     )
+    policy = commands.add_parser(
+        "policy",
+        parents=[common, prefs],
+        help="the IAM policy the node's role needs for the session preferences",
+        description="Print the minimal IAM policy (JSON) the node's role needs for Session "
+        "Manager with the given session preferences, as the Session Manager documentation "
+        "builds it, with ARNs for the node's partition. Preferences come from [session], "
+        "--session-preferences, or the flags below (flags win).",
+    )
+    policy.add_argument("--region", help="the node's region (for ARNs; default: the node's)")
+    policy.add_argument("--s3-bucket", metavar="BUCKET", help="session logs go to this bucket")
+    policy.add_argument("--s3-prefix", metavar="PREFIX", help="... under this key prefix")
+    policy.add_argument(
+        "--s3-bucket-owner",
+        metavar="ACCOUNT",
+        help="the bucket belongs to this other account (adds s3:PutObjectAcl)",
+    )
+    policy.add_argument("--log-group", metavar="NAME", help="session logs go to this log group")
+    policy.add_argument("--kms-key", metavar="KEY", help="sessions are encrypted with this key")
     run = commands.add_parser(
         "run",
-        parents=[common, network],
+        parents=[common, network, prefs],
         help="the daemon: check at start and then on a schedule, logging changes",
         description="Check at start and then every [daemon] interval (sooner while a check "
         "fails), writing health events to the sinks. SIGHUP reloads the config; SIGTERM stops.",
@@ -292,11 +318,53 @@ def _cmd_run(args: argparse.Namespace, config: Config) -> int:
         cli_sinks=args.sink or (),
         cli_region=args.region,
         cli_agent_config=args.agent_config,
+        cli_session_file=args.session_preferences,
     )
     if args.once:
         return daemon.run_once()
     install_signal_handlers(daemon)
     return daemon.serve()
+
+
+def _cmd_policy(args: argparse.Namespace, config: Config) -> int:
+    from dataclasses import replace
+
+    from ssmdiag.output.render import render_json
+    from ssmdiag.policy import build_policy
+    from ssmdiag.session_prefs import PreferencesError, _account, _text
+
+    prefs = config.session
+    try:
+        flags = {
+            "s3_bucket": _text(63)(args.s3_bucket) if args.s3_bucket else None,
+            "s3_prefix": _text(1024)(args.s3_prefix) if args.s3_prefix else None,
+            "s3_bucket_owner": _account(args.s3_bucket_owner) if args.s3_bucket_owner else None,
+            "log_group": _text(512)(args.log_group) if args.log_group else None,
+            "kms_key_id": _text(2048)(args.kms_key) if args.kms_key else None,
+        }
+    except PreferencesError as exc:
+        raise UsageError(f"ssmdiag policy: {exc}") from None
+    chosen: dict[str, Any] = {k: v for k, v in flags.items() if v is not None}
+    prefs = replace(prefs, **chosen)
+    region = config.region
+    if region is None:
+        region = _node_region(config)
+    _write(render_json(build_policy(prefs.policy_inputs(region))))
+    return ExitCode.OK
+
+
+def _node_region(config: Config) -> Optional[str]:
+    """The node's region for ARNs, as `check` finds it (IMDS, registration)."""
+    from ssmdiag.checks import Context
+    from ssmdiag.platform import UnsupportedPlatform, detect
+
+    try:
+        region: Optional[str] = Context(detect(config), config).fact("identity").region
+    except UnsupportedPlatform:
+        return None
+    if region is None:
+        _err("ssmdiag: note: the node's region is unknown; ARNs use the aws partition")
+    return region
 
 
 def _cmd_service() -> int:
@@ -377,9 +445,14 @@ def _main(argv: Optional[Sequence[str]] = None) -> int:
         if args.command == "service":
             return _cmd_service()
         config = load_config(args.config)
-        if args.command in ("check", "endpoints", "run"):
+        if args.command in ("check", "endpoints", "run", "policy"):
             try:
-                config = with_overrides(config, args.region, args.agent_config)
+                config = with_overrides(
+                    config,
+                    args.region,
+                    getattr(args, "agent_config", None),
+                    getattr(args, "session_preferences", None),
+                )
             except ValueError as exc:
                 raise UsageError(f"ssmdiag {args.command}: {exc}") from None
         if args.command == "check":
@@ -388,6 +461,8 @@ def _main(argv: Optional[Sequence[str]] = None) -> int:
             return _cmd_endpoints(args, config)
         if args.command == "run":
             return _cmd_run(args, config)
+        if args.command == "policy":
+            return _cmd_policy(args, config)
         return _cmd_features(args, config)
     except UsageError as exc:
         _err(f"{exc}\n(see `ssmdiag --help`)")

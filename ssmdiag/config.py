@@ -10,8 +10,10 @@ import math
 import os
 import sys
 from collections.abc import Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import Any, Callable, Optional
+
+from ssmdiag.session_prefs import PreferencesError, SessionPreferences
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -75,6 +77,8 @@ class Config:
     file_max_bytes: int = 10 * 1024 * 1024
     file_backups: int = 3
     console_device: str = "stderr"  # stderr, or a device path such as /dev/ttyS0
+    # [session] or --session-preferences: what the account's session preferences ask.
+    session: SessionPreferences = field(default_factory=SessionPreferences)
 
 
 class _Bad(ValueError):
@@ -242,10 +246,20 @@ _KEYS: dict[str, dict[str, tuple[str, Callable[[Any], Any]]]] = {
 def config_from_mapping(data: Mapping[str, Any], path: Optional[str] = None) -> Config:
     values: dict[str, Any] = {}
     for section, table in data.items():
+        if section == "session":
+            from ssmdiag.session_prefs import from_config_table
+
+            try:
+                values["session"] = from_config_table(table, path or "(built-in defaults)")
+            except PreferencesError as exc:
+                raise ConfigError(path, str(exc)) from None
+            continue
         keys = _KEYS.get(section)
         if keys is None:
             raise ConfigError(
-                path, f"unknown section; known sections: {', '.join(_KEYS)}", f"[{section}]"
+                path,
+                f"unknown section; known sections: {', '.join([*_KEYS, 'session'])}",
+                f"[{section}]",
             )
         if not isinstance(table, Mapping):
             raise ConfigError(path, "must be a table ([section] header)", f"[{section}]")
@@ -285,15 +299,40 @@ def resolve_path(cli_path: Optional[str], environ: Mapping[str, str]) -> tuple[s
     return default_config_path(), False
 
 
-def with_overrides(config: Config, region: Optional[str], agent_config: Optional[str]) -> Config:
-    """Command-line flags win over the file; a bad --region is a usage error (64)."""
+def with_overrides(
+    config: Config,
+    region: Optional[str],
+    agent_config: Optional[str],
+    session_file: Optional[str] = None,
+) -> Config:
+    """Command-line flags win over the file; a bad --region is a usage error (64), a bad
+    --session-preferences file a configuration error (78)."""
     from ssmdiag.partitions import validate_region
 
     if region is not None:
         config = replace(config, region=validate_region(region))
     if agent_config is not None:
+        if "\x00" in agent_config:
+            raise ValueError("--agent-config: the path contains a NUL byte")
         config = replace(config, agent_config_file=agent_config)
+    if session_file is not None:
+        config = replace(config, session=load_session_file(session_file))
     return config
+
+
+def load_session_file(path: str) -> SessionPreferences:
+    from ssmdiag.safeio import read_text
+    from ssmdiag.session_prefs import from_document_text
+
+    read = read_text(path, MAX_CONFIG_BYTES)
+    if read.outcome != "ok":
+        raise ConfigError(path, f"session preferences cannot be read: {read.message}")
+    if read.truncated:
+        raise ConfigError(path, f"session preferences file is {read.message}")
+    try:
+        return from_document_text(read.text, path)
+    except PreferencesError as exc:
+        raise ConfigError(path, str(exc)) from None
 
 
 def load_config(

@@ -41,6 +41,7 @@ def build_daemon(
     cli_sinks: Sequence[str] = (),
     cli_region: Optional[str] = None,
     cli_agent_config: Optional[str] = None,
+    cli_session_file: Optional[str] = None,
     environ: Optional[Mapping[str, str]] = None,
     windows_service: bool = False,
     eventlog_writer: Optional[Callable[[], EventLogWriter]] = None,
@@ -67,7 +68,9 @@ def build_daemon(
 
     def reload_config() -> Config:
         # The file named at start-up, read again; command-line overrides still win.
-        return with_overrides(load_config(config_path, env), cli_region, cli_agent_config)
+        return with_overrides(
+            load_config(config_path, env), cli_region, cli_agent_config, cli_session_file
+        )
 
     return Daemon(
         config,
