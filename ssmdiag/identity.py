@@ -27,10 +27,10 @@ proxy, and nothing credential-like (tokens, keys) is ever kept or logged.
 
 from __future__ import annotations
 
-import http.client
 import json
 import ntpath
 import posixpath
+import re
 import socket
 import time
 from collections.abc import Mapping
@@ -38,6 +38,7 @@ from dataclasses import dataclass, field
 from typing import Any, Optional
 from urllib.parse import urlsplit
 
+from ssmdiag import httpwire
 from ssmdiag.agent import AgentConfigFacts
 from ssmdiag.platform.base import Platform
 
@@ -46,7 +47,7 @@ IMDS_DEFAULT = "http://169.254.169.254"
 
 @dataclass
 class ImdsResult:
-    # ok | disabled | unreachable | hop_limit | error
+    # ok | disabled | unreachable | hop_limit | error | not_imds (something else answers)
     state: str
     endpoint: str
     note: str = ""
@@ -56,73 +57,158 @@ class ImdsResult:
     iam_state: str = "unknown"  # profile | none | unknown
 
 
+class _Imds(Exception):
+    """One IMDS exchange ended without an answer. kind: timeout | unreachable | not_imds."""
+
+    def __init__(self, kind: str, note: str) -> None:
+        super().__init__(note)
+        self.kind = kind
+        self.note = note
+
+
+MAX_IMDS_ANSWER = 64 * 1024
+_TOKEN = re.compile(r"[A-Za-z0-9+/=_\-]{1,1024}\Z")
+_INSTANCE_ID = re.compile(r"(?:i|mi)-[0-9a-f]{8,17}\Z")
+
+
+def _imds_address(endpoint: str) -> tuple[str, int]:
+    """(host, port) of AWS_EC2_METADATA_SERVICE_ENDPOINT, or ValueError saying what is wrong."""
+    parts = urlsplit(endpoint)  # raises ValueError for "http://[::1"
+    if parts.scheme != "http" or not parts.hostname:
+        raise ValueError("it must be an http:// URL with a host")
+    return parts.hostname, parts.port or 80  # .port raises ValueError for ":abc"
+
+
 def _request(
-    endpoint: str, method: str, path: str, headers: dict[str, str], timeout: float
-) -> tuple[int, str]:
-    parts = urlsplit(endpoint)
-    conn = http.client.HTTPConnection(parts.hostname or "", parts.port or 80, timeout=timeout)
+    address: tuple[str, int], method: str, path: str, headers: dict[str, str], until: float
+) -> tuple[int, str, str]:
+    """(status, content type, body) of one exchange, all of it before `until` (a peer that
+    drips never holds it longer), at most 64 KiB of body."""
+    left = until - time.monotonic()
+    if left <= 0:
+        raise _Imds("timeout", "no time left")
     try:
-        conn.request(method, path, headers=headers)
-        response = conn.getresponse()
-        return response.status, response.read(64 * 1024).decode("utf-8", "replace")
+        sock = socket.create_connection(address, timeout=left)
+    except (socket.timeout, TimeoutError):
+        raise _Imds("timeout", "connect timed out") from None
+    except OSError as exc:
+        raise _Imds("unreachable", exc.strerror or type(exc).__name__) from None
+    try:
+        host = f"[{address[0]}]" if ":" in address[0] else address[0]
+        lines = [f"{method} {path} HTTP/1.1", f"Host: {host}", "Connection: close"]
+        lines += [f"{name}: {value}" for name, value in headers.items()]
+        if method == "PUT":
+            lines.append("Content-Length: 0")
+        httpwire.send(sock, ("\r\n".join(lines) + "\r\n\r\n").encode("ascii"), until)
+        head, rest = httpwire.read_head(sock, until)
+        status, _, answer_headers = httpwire.parse_head(head)
+        body = httpwire.read_body(sock, rest, answer_headers, until, MAX_IMDS_ANSWER)
+    except httpwire.HeadError as exc:
+        if exc.kind == "timeout":
+            raise _Imds("timeout", "the answer did not come in time") from None
+        if exc.kind in ("not_http", "oversized"):
+            raise _Imds("not_imds", f"the answer is not HTTP from IMDS ({exc.kind})") from None
+        raise _Imds("unreachable", f"the connection ended ({exc.kind})") from None
+    except (socket.timeout, TimeoutError):
+        raise _Imds("timeout", "sending timed out") from None
+    except OSError as exc:
+        raise _Imds("unreachable", exc.strerror or type(exc).__name__) from None
     finally:
-        conn.close()
+        sock.close()
+    content_type = answer_headers.get("content-type", "")
+    return status, content_type, body.decode("utf-8", "replace")
+
+
+def _looks_like_a_page(content_type: str, body: str) -> bool:
+    return "html" in content_type.lower() or body.lstrip()[:1] == "<"
 
 
 def query_imds(environ: Mapping[str, str], budget: float) -> ImdsResult:
     endpoint = (environ.get("AWS_EC2_METADATA_SERVICE_ENDPOINT") or IMDS_DEFAULT).rstrip("/")
     if environ.get("AWS_EC2_METADATA_DISABLED", "").lower() == "true":
         return ImdsResult("disabled", endpoint, "AWS_EC2_METADATA_DISABLED=true")
-    deadline = time.monotonic() + budget
-
-    def left() -> float:
-        return max(0.05, deadline - time.monotonic())
-
     try:
-        status, token = _request(
+        address = _imds_address(endpoint)
+    except ValueError as exc:
+        return ImdsResult(
+            "error",
             endpoint,
-            "PUT",
-            "/latest/api/token",
-            {"X-aws-ec2-metadata-token-ttl-seconds": "60"},
-            left(),
+            f"AWS_EC2_METADATA_SERVICE_ENDPOINT is not usable ({exc}): fix or unset it",
         )
-    except (socket.timeout, TimeoutError):
+    deadline = time.monotonic() + budget
+    try:
+        status, content_type, token = _request(
+            address, "PUT", "/latest/api/token", {"X-aws-ec2-metadata-token-ttl-seconds": "60"},
+            deadline,
+        )  # fmt: skip
+    except _Imds as exc:
+        if exc.kind == "not_imds":
+            return ImdsResult("not_imds", endpoint, exc.note)
+        if exc.kind == "unreachable":
+            return ImdsResult("unreachable", endpoint, exc.note)
         # Hop-limit symptom: the PUT's answer dies one hop short, a plain GET is refused at once.
         try:
-            status, _ = _request(endpoint, "GET", "/latest/meta-data/", {}, 0.5)
-        except OSError:
+            status, _, _ = _request(address, "GET", "/latest/meta-data/", {},
+                                    time.monotonic() + 0.5)  # fmt: skip
+        except _Imds:
             return ImdsResult("unreachable", endpoint, f"no answer within {budget:g} s")
         if status == 401:
             return ImdsResult("hop_limit", endpoint, "token PUT timed out, plain GET got 401")
         return ImdsResult("error", endpoint, f"token PUT timed out, plain GET got {status}")
-    except OSError as exc:
-        return ImdsResult("unreachable", endpoint, exc.strerror or type(exc).__name__)
-    except http.client.HTTPException as exc:
-        return ImdsResult("error", endpoint, f"bad HTTP answer: {type(exc).__name__}")
+    if _looks_like_a_page(content_type, token):
+        return ImdsResult(
+            "not_imds", endpoint, f"the token request got a web page (HTTP {status}), not IMDS"
+        )
     if status != 200:
         return ImdsResult("error", endpoint, f"token PUT answered {status}")
+    if not _TOKEN.match(token.strip()):
+        # Never echoed: it may hold anything, including line breaks meant for a log.
+        return ImdsResult(
+            "not_imds", endpoint, f"the token answer ({len(token)} bytes) is not an IMDSv2 token"
+        )
     headers = {"X-aws-ec2-metadata-token": token.strip()}
     result = ImdsResult("ok", endpoint)
     try:
-        for path, attr in (
-            ("/latest/meta-data/instance-id", "instance_id"),
-            ("/latest/meta-data/placement/region", "region"),
+        for path, attr, valid in (
+            ("/latest/meta-data/instance-id", "instance_id", _INSTANCE_ID.match),
+            ("/latest/meta-data/placement/region", "region", _valid_region),
         ):
-            code, body = _request(endpoint, "GET", path, headers, left())
-            if code == 200:
-                setattr(result, attr, body.strip())
-        code, body = _request(endpoint, "GET", "/latest/meta-data/iam/info", headers, left())
+            code, kind, body = _request(address, "GET", path, headers, deadline)
+            if code != 200:
+                continue
+            value = body.strip()
+            if _looks_like_a_page(kind, body) or not valid(value):
+                return ImdsResult(
+                    "not_imds",
+                    endpoint,
+                    f"{path} answered something that is not {attr.replace('_', ' ')} "
+                    f"({len(body)} bytes)",
+                )
+            setattr(result, attr, value)
+        code, _, body = _request(address, "GET", "/latest/meta-data/iam/info", headers, deadline)
         if code == 200:
             result.iam_state = "profile"
             try:
-                result.instance_profile_arn = json.loads(body).get("InstanceProfileArn")
-            except (ValueError, AttributeError):
+                info = json.loads(body)
+                arn = info.get("InstanceProfileArn") if isinstance(info, dict) else None
+                result.instance_profile_arn = arn if isinstance(arn, str) else None
+            except ValueError:
                 result.instance_profile_arn = None
         elif code == 404:
             result.iam_state = "none"
-    except (OSError, http.client.HTTPException) as exc:
-        result.note = f"metadata read incomplete: {type(exc).__name__}"
+    except _Imds as exc:
+        result.note = f"metadata read incomplete: {exc.note}"
     return result
+
+
+def _valid_region(value: str) -> bool:
+    from ssmdiag.partitions import RegionError, validate_region
+
+    try:
+        validate_region(value)
+    except RegionError:
+        return False
+    return True
 
 
 ONPREM, EC2, ECS, CUSTOM = "OnPrem", "EC2", "ECS", "CustomIdentity"

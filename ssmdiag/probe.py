@@ -24,7 +24,6 @@ import errno
 import ipaddress
 import math
 import os
-import re
 import socket
 import ssl
 import threading
@@ -36,12 +35,15 @@ from datetime import timezone
 from typing import Any, Optional
 from urllib.parse import unquote, urlsplit
 
-from ssmdiag import __version__
+from ssmdiag import __version__, httpwire
 from ssmdiag.endpoints import Endpoint, dns_name_problem
+from ssmdiag.httpwire import HeadError as _HeadError
+from ssmdiag.httpwire import parse_head as _parse_head
+from ssmdiag.httpwire import read_head as _read_head
+from ssmdiag.httpwire import send as _send
 from ssmdiag.proxy import ProxySettings, ProxyURL
 
-MAX_HEAD = 64 * 1024  # status line + headers of an answer (CONNECT or HTTP); never the body
-MAX_STATUS_LINE = 8 * 1024
+MAX_HEAD = httpwire.MAX_HEAD
 MAX_PENDING_LOOKUPS = 16  # name lookups still waiting (each on its own thread) before refusing more
 
 
@@ -234,83 +236,7 @@ def _parse_date(value: str) -> Optional[float]:
 
 
 # --- reading an answer's head, bounded in size and time -------------------------------------
-class _HeadError(Exception):
-    """How reading a status line and headers ended without them. kind: timeout | closed |
-    reset | oversized | not_http."""
-
-    def __init__(self, kind: str, data: bytes, reason: str = "") -> None:
-        super().__init__(kind)
-        self.kind = kind
-        self.data = data
-        self.reason = reason
-
-
-def _head_end(data: bytearray) -> int:
-    """Where the blank line after the headers ends, 0 when it has not arrived yet."""
-    ends = [i + 4 for i in (data.find(b"\r\n\r\n"),) if i >= 0]
-    ends += [i + 2 for i in (data.find(b"\n\n"),) if i >= 0]
-    return min(ends) if ends else 0
-
-
-def _read_head(sock: socket.socket, until: float, data: bytes = b"") -> tuple[bytes, bytes]:
-    """(status line + headers, what came after them), read before `until` (monotonic).
-
-    The deadline is checked between reads and each read waits only for the time left,
-    so a peer that drips one byte at a time ends here at the deadline. Reads never
-    go past MAX_HEAD bytes; anything that does not start like HTTP ends at once."""
-    buffer = bytearray(data)
-    while True:
-        end = _head_end(buffer)
-        if end:
-            return bytes(buffer[:end]), bytes(buffer[end:])
-        start = bytes(buffer[:5])
-        if not b"HTTP/".startswith(start) and not start.startswith(b"HTTP/"):
-            raise _HeadError("not_http", bytes(buffer))
-        line_end = buffer.find(b"\n")
-        if len(buffer) >= MAX_HEAD or (line_end < 0 and len(buffer) > MAX_STATUS_LINE):
-            raise _HeadError("oversized", bytes(buffer))
-        left = until - time.monotonic()
-        if left <= 0:
-            raise _HeadError("timeout", bytes(buffer))
-        sock.settimeout(left)
-        try:
-            chunk = sock.recv(min(16384, MAX_HEAD - len(buffer)))
-        except (socket.timeout, TimeoutError):
-            raise _HeadError("timeout", bytes(buffer)) from None
-        except (ssl.SSLError, OSError) as exc:
-            reason = getattr(exc, "reason", None) or getattr(exc, "strerror", None) or str(exc)
-            raise _HeadError("reset", bytes(buffer), str(reason)) from None
-        if not chunk:
-            raise _HeadError("closed", bytes(buffer))
-        buffer += chunk
-
-
-_STATUS_LINE = re.compile(rb"HTTP/[0-9]\.[0-9] ([0-9]{3})(?:[ \t]([^\r\n]*))?")
-
-
-def _parse_head(head: bytes) -> tuple[int, str, dict[str, str]]:
-    """(status, reason, headers with lower-case names: the first of each name wins)."""
-    lines = head.split(b"\n")
-    match = _STATUS_LINE.fullmatch(lines[0].rstrip(b"\r"))
-    if not match:
-        raise _HeadError("not_http", head)
-    headers: dict[str, str] = {}
-    for line in lines[1:]:
-        name, colon, value = line.rstrip(b"\r").partition(b":")
-        if colon and name and name == name.strip():  # malformed lines are skipped
-            headers.setdefault(name.decode("latin-1").lower(), value.strip().decode("latin-1"))
-    reason = (match.group(2) or b"").decode("latin-1", "replace")
-    return int(match.group(1)), reason, headers
-
-
-def _send(sock: socket.socket, data: bytes, until: float) -> None:
-    """sendall before `until` (sendall's timeout bounds the whole call)."""
-    left = until - time.monotonic()
-    if left <= 0:
-        raise socket.timeout("no time left to send")
-    sock.settimeout(left)
-    sock.sendall(data)
-
+# The bounded HTTP/1 reader (_read_head & co.) is ssmdiag/httpwire.py, shared with IMDS.
 
 # --- phases ---------------------------------------------------------------------------------
 _lookup_lock = threading.Lock()

@@ -114,6 +114,26 @@ def _registration_problem(ident: Identity, family: str) -> tuple[str, str] | Non
     )
 
 
+def _imds_problem(ident: Identity, family: str) -> tuple[str, str] | None:
+    """Something that is not the metadata service answers there (a captive proxy, a web
+    filter redirecting 169.254.169.254): the agent cannot take an EC2 identity."""
+    imds = ident.imds
+    if imds is None or imds.state not in ("not_imds", "error"):
+        return None
+    if imds.state == "error" and "AWS_EC2_METADATA_SERVICE_ENDPOINT" in imds.note:
+        return (imds.note, "Unset AWS_EC2_METADATA_SERVICE_ENDPOINT or make it http://HOST:PORT.")
+    if imds.state == "error":
+        return None
+    return (
+        f"something that is not the instance metadata service answers at {imds.endpoint} "
+        f"({imds.note}): the agent cannot take an EC2 identity from it",
+        "Make 169.254.169.254 reach the instance metadata service directly: exempt it from "
+        "any proxy or web filter (no_proxy=169.254.169.254 for the agent; no iptables/"
+        "nftables rule redirecting it), and check `curl -s -X PUT -H "
+        "'X-aws-ec2-metadata-token-ttl-seconds: 60' http://169.254.169.254/latest/api/token`.",
+    )
+
+
 def _restart_problem(ident: Identity, family: str) -> tuple[str, str] | None:
     """The agent recorded another identity at its last start than it would take now."""
     recorded_type, recorded_id = ident.recorded_identity_type, ident.recorded_instance_id
@@ -152,7 +172,7 @@ def run(ctx: Context) -> Finding:
             details,
         )
     notes: list[tuple[str, str]] = []
-    for problem in (_registration_problem, _restart_problem):
+    for problem in (_registration_problem, _restart_problem, _imds_problem):
         found = problem(ident, family)
         if found is not None:
             notes.append(found)
