@@ -126,6 +126,8 @@ REPORTED_SETTINGS = (
     "Mds.Endpoint",
     "Mgs.Endpoint",
     "Mgs.Region",
+    "S3.Endpoint",
+    "Kms.Endpoint",
     "Identity.ConsumptionOrder",
 )
 

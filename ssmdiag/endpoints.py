@@ -34,6 +34,11 @@ AGENT_CONFIG_KEY = {
     "ec2messages": "Mds.Endpoint",
     "ssmmessages": "Mgs.Endpoint",
 }
+# The endpoints session preferences add (issue 13): the session worker's SDK clients take
+# the identity's region and the endpoint helper (sdkutil/awsconfig.go:30-35), Kms.Endpoint
+# for kms (session/crypto/kmsservice.go:55-56), S3.Endpoint for s3 (s3util/riputil.go:38-39).
+SESSION_SERVICES = ("s3", "logs", "kms")
+SESSION_CONFIG_KEY = {"s3": "S3.Endpoint", "kms": "Kms.Endpoint"}
 _HELPER_REGION = re.compile(r"[A-Za-z0-9-]+\Z")  # endpoint.go:43
 _HELPER_REGION_MAX = 100  # endpoint.go:39
 _SDK_REGION = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?\Z")  # v3model.go:44
@@ -234,9 +239,39 @@ def dns_name_problem(host: str) -> Optional[str]:
     return None
 
 
+def derive_session_endpoints(
+    identity_region: str, settings: Mapping[str, Any], services: tuple[str, ...]
+) -> dict[str, AgentEndpoint]:
+    """s3 / logs / kms as the session worker's SDK clients get them."""
+    domain = str(settings.get("Agent.ServiceDomain") or "")
+    domain_words = f"Agent.ServiceDomain {domain!r}" if domain else "the partition's suffix"
+    out: dict[str, AgentEndpoint] = {}
+    for service in services:
+        key = SESSION_CONFIG_KEY.get(service, "")
+        override = str(settings.get(key) or "") if key else ""
+        if override:
+            out[service] = AgentEndpoint(
+                service, _add_scheme(override), identity_region, f"{key} in the agent config",
+                "agent-config",
+            )  # fmt: skip
+            continue
+        host = helper_host(service, identity_region, domain)
+        if host:
+            origin = f"identity region {identity_region} and {domain_words}"
+            out[service] = AgentEndpoint(service, _add_scheme(host), identity_region, origin)
+        else:
+            out[service] = AgentEndpoint(
+                service, "", "", f"nowhere: the identity region {identity_region!r} gives no "
+                "host name", "none",
+            )  # fmt: skip
+    return out
+
+
 def _target(agent: AgentEndpoint) -> Endpoint:
     """Where a probe must go for the agent's URL, or why the agent cannot use it."""
-    key = AGENT_CONFIG_KEY[agent.service]
+    key = AGENT_CONFIG_KEY.get(agent.service) or SESSION_CONFIG_KEY.get(
+        agent.service, "the endpoint"
+    )
     correct = (
         f"Correct {key} in the agent config to a URL like https://HOST, then restart the agent."
     )
@@ -333,7 +368,8 @@ def parse_endpoint(service: str, value: str, source: str) -> Endpoint:
             f"{service} endpoint {value!r} ({source}) has an invalid port"
         ) from None
     host = parts.hostname
-    authority = host if port == 443 else f"{host}:{port}"
+    shown = f"[{host}]" if ":" in host else host
+    authority = shown if port == 443 else f"{shown}:{port}"
     return Endpoint(service, host, port, f"https://{authority}/", source, origin=source)
 
 
@@ -341,9 +377,11 @@ def plan_endpoints(
     region: Optional[str],
     agent_settings: Mapping[str, Any],
     overrides: Mapping[str, str] | None = None,
+    session_services: tuple[str, ...] = (),
 ) -> EndpointPlan:
     """region: the identity's region (None when unknown). agent_settings: `Section.Key` ->
-    value from the agent's config as the agent decodes it. overrides: ssmdiag's own."""
+    value from the agent's config as the agent decodes it. overrides: ssmdiag's own.
+    session_services: s3 / logs / kms when the session preferences need them."""
     overrides = overrides or {}
     identity_region = region or ""
     agent = derive_agent_endpoints(identity_region, agent_settings)
@@ -360,4 +398,6 @@ def plan_endpoints(
             )
             continue
         endpoints.append(_target(agent[service]))
+    extra = derive_session_endpoints(identity_region, agent_settings, session_services)
+    endpoints += [_target(extra[service]) for service in session_services]
     return EndpointPlan(identity_region, suffix, suffix_source, tuple(endpoints))

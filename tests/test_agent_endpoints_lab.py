@@ -127,3 +127,49 @@ def test_a_config_the_agent_refuses_is_named_and_nothing_crashes(
     assert "Agent.Region must be a string, not the number 5" in config["summary"]
     assert "app config could not be loaded" in config["summary"]
     assert report["host"]["region"] == "us-east-1"  # never the number from the file
+
+
+def test_session_preferences_add_s3_logs_and_kms_probes(
+    netns: NetNS,
+    lab_ca: LabCA,
+    tmp_path: Path,
+    fake_agent_factory: Callable[..., Path],
+    validate_report: Callable[[dict[str, Any]], None],
+) -> None:
+    names = [f"{s}.us-east-1.amazonaws.com" for s in ("s3", "logs")]
+    start_ssm_endpoints(
+        netns, lab_ca, address="198.18.0.25", extra_records={n: ["198.18.0.27"] for n in names}
+    )
+    server = start_server(
+        "https", netns.ensure_address("198.18.0.27"), 443, netns, ca=lab_ca, hostnames=names
+    )
+    # kms goes to the agent's Kms.Endpoint, which resolves nowhere in the lab.
+    _agent_json(tmp_path, {"Kms": {"Endpoint": "https://kms.unresolvable.example"}})
+    ids = ("endpoint.s3", "endpoint.logs", "endpoint.kms", "endpoint.ssm")
+    checks, _, _ = check_in(
+        netns, tmp_path, lab_ca, fake_agent_factory(), ids=ids, validate=validate_report,
+        extra_config="[session]\ns3_bucket = 'logs-123'\nlog_group = '/ssm/sessions'\n"
+        "kms_key_id = 'alias/ssm'\n",
+    )  # fmt: skip
+    assert checks["endpoint.s3"]["status"] == "ok", checks["endpoint.s3"]
+    assert checks["endpoint.logs"]["status"] == "ok", checks["endpoint.logs"]
+    for name in names:
+        server.wait_for(lambda e, name=name: e.get("sni") == name)
+    kms = checks["endpoint.kms"]
+    assert kms["status"] == "fail" and kms["details"]["host"] == "kms.unresolvable.example"
+    assert kms["details"]["source"] == "agent-config"
+
+
+def test_session_endpoints_skip_without_preferences(
+    netns: NetNS,
+    lab_ca: LabCA,
+    tmp_path: Path,
+    fake_agent_factory: Callable[..., Path],
+) -> None:
+    start_ssm_endpoints(netns, lab_ca, address="198.18.0.26")
+    _agent_json(tmp_path, {})
+    checks, _, _ = check_in(
+        netns, tmp_path, lab_ca, fake_agent_factory(), ids=("endpoint.s3", "endpoint.kms")
+    )
+    for check in checks.values():
+        assert check["status"] == "skip" and "[session]" in check["summary"]

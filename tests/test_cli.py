@@ -23,6 +23,7 @@ DOCUMENTED_IDS = [
     "feature.port_forwarding",
     "feature.cloudwatch_streaming",
     "ssm_user",
+    "session.run_as",
     "os.supported",
     "identity",
     "identity.credentials",
@@ -30,6 +31,9 @@ DOCUMENTED_IDS = [
     "endpoint.ec2messages",
     "endpoint.ssm",
     "endpoint.ssmmessages",
+    "endpoint.s3",
+    "endpoint.logs",
+    "endpoint.kms",
     "clock.skew",
 ]
 

@@ -166,3 +166,21 @@ def test_partitions_and_fix_statements() -> None:
     assert decrypt["Resource"].startswith("arn:aws:kms:us-east-1:")
     open_data = statement_for("ssmmessages:OpenDataChannel", PolicyInputs())
     assert (open_data["Action"], open_data["Resource"]) == ("ssmmessages:OpenDataChannel", "*")
+
+
+def test_run_as_default_user_must_exist(write_config: Callable[[str], Path]) -> None:
+    def run_as(text: str) -> dict[str, Any]:
+        result = run_cli(
+            "check", "--format", "json", "--only", "session.run_as",
+            "--config", str(write_config(text)),
+        )  # fmt: skip
+        check: dict[str, Any] = json.loads(result.stdout)["checks"][0]
+        return check
+
+    present = run_as("[session]\nrun_as_enabled = true\nrun_as_user = 'root'\n")
+    assert present["status"] == "ok" and "uid 0" in present["summary"]
+    missing = run_as("[session]\nrun_as_enabled = true\nrun_as_user = 'nobody-here-42'\n")
+    assert missing["status"] == "fail" and "does not exist" in missing["summary"]
+    assert "useradd -m nobody-here-42" in missing["remediation"]
+    off = run_as("[session]\ns3_bucket = 'b'\n")
+    assert off["status"] == "skip" and "Run As is not enabled" in off["summary"]

@@ -9,11 +9,13 @@ from ssmdiag.checks import (
     agent_service,
     clock_skew,
     endpoint,
+    endpoint_session,
     feature,
     identity,
     identity_credentials,
     network_proxy,
     os_supported,
+    run_as,
     ssm_user,
 )
 from ssmdiag.checks.base import Check, Context
@@ -25,11 +27,13 @@ ALL_CHECKS: tuple[Check, ...] = (
     agent_config.CHECK,
     *feature.CHECKS,
     ssm_user.CHECK,
+    run_as.CHECK,
     os_supported.CHECK,
     identity.CHECK,
     identity_credentials.CHECK,
     network_proxy.CHECK,
     *endpoint.CHECKS,
+    *endpoint_session.CHECKS,
     clock_skew.CHECK,
 )
 CHECK_IDS: tuple[str, ...] = tuple(check.id for check in ALL_CHECKS)

@@ -83,7 +83,13 @@ def _plan(ctx: Context) -> Any:
     # Agent.Region (see ssmdiag/endpoints.py); with neither there is nothing to derive.
     if region is None and not settings.get("Agent.Region"):
         return None
-    return plan_endpoints(region, settings, dict(ctx.config.endpoint_overrides))
+    prefs = ctx.config.session
+    needed = (
+        ("s3",) * bool(prefs.s3_bucket)
+        + ("logs",) * bool(prefs.log_group)
+        + ("kms",) * bool(prefs.kms_key_id)
+    )
+    return plan_endpoints(region, settings, dict(ctx.config.endpoint_overrides), needed)
 
 
 def _probes(ctx: Context) -> Any:
