@@ -119,6 +119,17 @@ def _request(
     return status, content_type, body.decode("utf-8", "replace")
 
 
+def _bounded_loads(text: str, **options: Any) -> Any:
+    """json.loads for the agent's files and IMDS answers: nesting checked first (a deep
+    file would raise RecursionError), refused as a ValueError like any bad JSON."""
+    from ssmdiag.safeio import MAX_NESTING, TooDeep, json_depth
+
+    depth = json_depth(text)
+    if depth > MAX_NESTING:
+        raise TooDeep(f"nested {depth} levels deep (ssmdiag reads at most {MAX_NESTING})")
+    return json.loads(text, **options)
+
+
 def _looks_like_a_page(content_type: str, body: str) -> bool:
     return "html" in content_type.lower() or body.lstrip()[:1] == "<"
 
@@ -189,7 +200,7 @@ def query_imds(environ: Mapping[str, str], budget: float) -> ImdsResult:
         if code == 200:
             result.iam_state = "profile"
             try:
-                info = json.loads(body)
+                info = _bounded_loads(body)
                 arn = info.get("InstanceProfileArn") if isinstance(info, dict) else None
                 result.instance_profile_arn = arn if isinstance(arn, str) else None
             except ValueError:
@@ -287,7 +298,7 @@ def _json_file(platform: Platform, path: str, problems: list[str]) -> Optional[d
         problems.append(f"{path}: {read.message}")
         return None
     try:
-        data = json.loads(read.text)
+        data = _bounded_loads(read.text)
     except ValueError as exc:
         problems.append(f"{path}: not valid JSON ({exc})")
         return None
@@ -347,7 +358,7 @@ def _decode_instance_info(where: str, text: str) -> RegistrationRecord:
     field names match case-insensitively, the last duplicate wins, null leaves a field
     empty, and any error (not JSON, a non-string value) leaves the agent no registration."""
     try:
-        pairs = json.loads(text, object_pairs_hook=_hide_key)
+        pairs = _bounded_loads(text, object_pairs_hook=_hide_key)
     except ValueError as exc:
         msg = exc.msg if isinstance(exc, json.JSONDecodeError) else "not JSON"
         return RegistrationRecord(where, "invalid", note=f"{where}: not valid JSON ({msg})")
@@ -393,7 +404,7 @@ def read_vault(platform: Platform, data_dir: str) -> RegistrationRecord:
     if read.outcome != "ok":
         return RegistrationRecord(vault, "error", note=f"{manifest_path}: {read.message}")
     try:
-        manifest = json.loads(read.text)
+        manifest = _bounded_loads(read.text)
     except ValueError:
         manifest = None
     # map[string]string (fsvault.go:150-152): anything else fails, so no registration.
@@ -429,7 +440,7 @@ def read_registration_file(platform: Platform, path: str) -> RegistrationRecord:
         return RegistrationRecord(path, "error", note=f"{path}: {read.message}")
     try:
         # Parsed like the vault so that a private key, if one was ever put here, is not kept.
-        pairs = json.loads(read.text, object_pairs_hook=_hide_key)
+        pairs = _bounded_loads(read.text, object_pairs_hook=_hide_key)
     except ValueError:
         return RegistrationRecord(path, "invalid", note=f"{path}: not valid JSON")
     if not isinstance(pairs, _Pairs):

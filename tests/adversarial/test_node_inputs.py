@@ -80,3 +80,23 @@ def test_a_garbage_main_pid_from_systemctl_is_a_finding(
     assert "crashed" not in str(check["summary"]) and "could not gather" not in str(
         check["summary"]
     )
+
+
+def test_deeply_nested_identity_files_are_problems_not_crashes(
+    no_default_agent: LinuxLocations, tmp_path: Path
+) -> None:
+    data = tmp_path / "agent-data"
+    (data / "runtimeconfig").mkdir(parents=True)
+    (data / "Vault").mkdir()
+    deep = "[" * 50_000 + "]" * 50_000
+    for path in (
+        data / "registration",
+        data / "runtimeconfig" / "identity_config.json",
+        data / "Vault" / "Manifest",
+    ):
+        path.write_text(deep)
+    check = one_check(no_default_agent, "identity", agent_data_dir=str(data), region="us-east-1")
+    assert check["status"] != "error", check
+    assert "crashed" not in str(check["summary"]) and "could not gather" not in str(
+        check["summary"]
+    )
