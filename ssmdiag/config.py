@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 import os
+import re
 import sys
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
@@ -77,6 +78,13 @@ class Config:
     file_max_bytes: int = 10 * 1024 * 1024
     file_backups: int = 3
     console_device: str = "stderr"  # stderr, or a device path such as /dev/ttyS0
+    # [fleet]: how this node appears in the fleet's CloudWatch metrics and Inventory.
+    fleet_label: str = "default"  # the EMF `Fleet` dimension (say, "web", "batch")
+    metrics_namespace: str = "ssmdiag"
+    inventory: bool = True  # write Custom:SSMDiag where the agent's inventory collects it
+    inventory_dir: Optional[str] = (
+        None  # None: the agent's <data dir>/<instance id>/inventory/custom
+    )
     # [session] or --session-preferences: what the account's session preferences ask.
     session: SessionPreferences = field(default_factory=SessionPreferences)
 
@@ -128,6 +136,19 @@ def _console_device(value: Any) -> str:
         return _absolute_path(value)
     except _Bad:
         raise _Bad(f'must be "stderr" or an absolute device path, got {value!r}') from None
+
+
+def _label(value: Any) -> str:
+    # An EMF dimension value (at most 1024 characters; kept short and plain for queries).
+    if not isinstance(value, str) or not re.fullmatch(r"[A-Za-z0-9._/-]{1,64}", value):
+        raise _Bad(f"must be 1-64 letters, digits or . _ / -, got {value!r}")
+    return value
+
+
+def _boolean(value: Any) -> bool:
+    if not isinstance(value, bool):
+        raise _Bad(f"must be true or false, got {value!r}")
+    return value
 
 
 def _choice(*choices: str) -> Callable[[Any], str]:
@@ -235,6 +256,12 @@ _KEYS: dict[str, dict[str, tuple[str, Callable[[Any], Any]]]] = {
         "file_max_bytes": ("file_max_bytes", _integer(4096, 1024**3)),
         "file_backups": ("file_backups", _integer(0, 100)),
         "console_device": ("console_device", _console_device),
+    },
+    "fleet": {
+        "label": ("fleet_label", _label),
+        "metrics_namespace": ("metrics_namespace", _label),
+        "inventory": ("inventory", _boolean),
+        "inventory_dir": ("inventory_dir", _absolute_path),
     },
     "log": {
         "format": ("log_format", _choice("console", "json")),

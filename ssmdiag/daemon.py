@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import logging
 import random
+import socket
 import sys
 import threading
 import time
@@ -29,7 +30,9 @@ from ssmdiag.health import (
     HealthState,
     Identity,
     check_result_events,
+    check_state_events,
     cycle_summary_event,
+    emf_fields,
     heartbeat_event,
     state_after,
 )
@@ -126,11 +129,12 @@ def _order(_: Any, __: str, event: MutableMapping[str, Any]) -> Mapping[str, Any
     return {**head, **event}
 
 
-def event_logger(sinks: SinkSet) -> Any:
+def event_logger(sinks: SinkSet, *extra: Any) -> Any:
     """structlog pipeline ending in the sinks: processors are plain callables."""
     return structlog.wrap_logger(
         sinks,
         processors=[
+            *extra,
             structlog.processors.add_log_level,
             structlog.processors.TimeStamper(fmt="iso", utc=True, key="ts"),
             redact_processor,
@@ -172,6 +176,7 @@ class Daemon:
         start_cycle: CycleStarter = threaded_cycles,
         rng: Optional[random.Random] = None,
         on_shutdown: Callable[[], object] = lambda: None,
+        publish: Callable[[Config, Report, bool], Optional[str]] = lambda *_: None,
     ) -> None:
         self._config = config
         self._cycle = cycle
@@ -183,6 +188,16 @@ class Daemon:
         self._start_cycle = start_cycle
         self._rng = rng or random.Random()  # noqa: S311 - jitter, not secrets
         self._on_shutdown = on_shutdown
+        # Writes the node's state where the fleet collects it (Inventory); returns a problem.
+        self._publish = publish
+        self._publish_problem: Optional[str] = None
+        # Who this node is, on every event (a CloudWatch line must stand on its own).
+        self._node: dict[str, Any] = {
+            "instance_id": None,
+            "hostname": socket.gethostname(),
+            "region": None,
+            "fleet": config.fleet_label,
+        }
         self._wake = threading.Event()
         self._stop_reason: Optional[str] = None
         self._reload_requested = False
@@ -197,7 +212,14 @@ class Daemon:
         choice = sinks_for(config)
         self._sinks = SinkSet(choice.sinks, on_problem=self._diagnose)
         self._sink_notes = choice.notes
-        self._log = event_logger(self._sinks)
+        self._log = event_logger(self._sinks, self._node_fields)
+
+    def _node_fields(
+        self, _: Any, __: str, event: MutableMapping[str, Any]
+    ) -> MutableMapping[str, Any]:
+        for key, value in self._node.items():
+            event.setdefault(key, value)
+        return event
 
     # -- requests from signal handlers or the Windows service control handler --
 
@@ -348,10 +370,28 @@ class Daemon:
             return delay
         report = outcome
         identity = Identity.from_report(report)
+        self._node.update(
+            instance_id=identity.instance_id,
+            hostname=identity.hostname or self._node["hostname"],
+            region=identity.region,
+            fleet=self._config.fleet_label,
+        )
         delay = self._schedule.delay_after(report.status.value, self._rng)
+        changed = False
         for event in check_result_events(report, self._state, identity):
+            changed = True
             self._emit_event(event)
         summary = cycle_summary_event(report, self._state, identity, self._cycles, delay)
+        summary.update(
+            emf_fields(
+                report,
+                delay,
+                namespace=self._config.metrics_namespace,
+                fleet=self._config.fleet_label,
+                region=identity.region,
+                now_ms=int(time.time() * 1000),
+            )
+        )
         self._emit_event(summary)
         now = self._clock.monotonic()
         # The cycle nearest the hour: waiting for the next one would overshoot by more.
@@ -359,11 +399,23 @@ class Daemon:
         if self._last_heartbeat is None or now - self._last_heartbeat >= due:
             self._last_heartbeat = now
             self._emit_event(heartbeat_event(report, identity, __version__, now - self._started))
+            for event in check_state_events(report, identity):
+                self._emit_event(event)
+        self._publish_state(report, changed or self._cycles == 1)
         self._state = state_after(report)
         self._save_state()
         release_memory()
         self._tell_manager(f"{human_message(summary)}; next check in {delay:.0f} s")
         return delay
+
+    def _publish_state(self, report: Report, changed: bool) -> None:
+        try:
+            problem = self._publish(self._config, report, changed)
+        except Exception as exc:  # a publisher must never stop the loop
+            problem = f"{type(exc).__name__}: {exc}"
+        if problem and problem != self._publish_problem:
+            self._emit("inventory.unwritable", "warning", message=problem)
+        self._publish_problem = problem
 
     def _save_state(self) -> None:
         try:

@@ -14,8 +14,15 @@ Event kinds and their fields (a contract: CloudWatch queries depend on them):
 - ``heartbeat``: a full snapshot every heartbeat interval and at start-up:
   status, checks (id -> status), problems (id, status, summary, remediation),
   instance_id, region, agent_version, tool_version, uptime_s.
+- ``check.state``: at every heartbeat, one per check that is warn, fail or error
+  (healthy nodes emit none): check_id, status, summary, remediation. With
+  check.result it lets a Logs Insights query find "which node fails which check
+  now" for checks that last changed days ago.
 
-Every event also carries ``event`` and ``level``; sinks add ``ts``.
+Every event also carries ``event`` and ``level``, and the node's ``instance_id``,
+``hostname``, ``region`` and ``fleet`` (the daemon's pipeline adds them); sinks add
+``ts``. ``cycle.summary`` also carries CloudWatch Embedded Metric Format (``_aws``):
+see ``emf_fields``.
 """
 
 from __future__ import annotations
@@ -29,6 +36,7 @@ from ssmdiag.report import CheckResult, Report, Status
 CHECK_RESULT = "check.result"
 CYCLE_SUMMARY = "cycle.summary"
 HEARTBEAT = "heartbeat"
+CHECK_STATE = "check.state"
 
 # One level per status, shared by every sink (journald PRIORITY, Event Log type).
 LEVEL_FOR_STATUS = {
@@ -75,6 +83,7 @@ class Identity:
     instance_id: Optional[str]
     region: Optional[str]
     agent_version: Optional[str]
+    hostname: Optional[str] = None
 
     @classmethod
     def from_report(cls, report: Report) -> Identity:
@@ -83,14 +92,62 @@ class Identity:
             if check.id == "agent.installed":
                 value = check.details.get("version")
                 agent_version = value if isinstance(value, str) else None
-        return cls(report.host.instance_id, report.host.region, agent_version)
+        return cls(report.host.instance_id, report.host.region, agent_version, report.host.hostname)
 
     def fields(self) -> dict[str, Any]:
         return {
             "instance_id": self.instance_id,
+            "hostname": self.hostname,
             "region": self.region,
             "agent_version": self.agent_version,
         }
+
+
+# CloudWatch Embedded Metric Format: the CloudWatch agent turns any log line with an
+# `_aws.CloudWatchMetrics` block into metrics. Dimensions are chosen for cost: never the
+# instance (10,000 nodes would be 10,000 billed metrics each), only region and fleet.
+EMF_DIMENSIONS = (("Region",), ("Fleet", "Region"))
+# A healthy node checks every 300 s: a node's weight in one summary is the time until its
+# next check over that, so the SUM over any 5-minute period counts each node about once,
+# whether it checks every 300 s or (failing) every 30 s.
+EMF_PERIOD_S = 300.0
+
+
+def emf_fields(
+    report: Report,
+    next_check_s: float,
+    *,
+    namespace: str,
+    fleet: str,
+    region: Optional[str],
+    now_ms: int,
+) -> dict[str, Any]:
+    """The `_aws` directive and the members it names, for a cycle.summary event."""
+    weight = round(min(next_check_s, 3 * EMF_PERIOD_S) / EMF_PERIOD_S, 4)
+    status = report.status.value
+    values: dict[str, float] = {
+        "NodesChecked": weight,
+        "NodesFailing": weight if status == "fail" else 0.0,
+        "NodesWarning": weight if status == "warn" else 0.0,
+    }
+    for check in report.checks:
+        if check.status == Status.FAIL:
+            values[f"CheckFailing_{check.id}"] = weight
+    return {
+        "_aws": {
+            "Timestamp": now_ms,
+            "CloudWatchMetrics": [
+                {
+                    "Namespace": namespace,
+                    "Dimensions": [list(d) for d in EMF_DIMENSIONS],
+                    "Metrics": [{"Name": name, "Unit": "Count"} for name in values],
+                }
+            ],
+        },
+        "Region": region or "unknown",
+        "Fleet": fleet,
+        **values,
+    }
 
 
 def select_details(details: Mapping[str, Any]) -> dict[str, Any]:
@@ -199,6 +256,22 @@ def heartbeat_event(
     }
     event.update(identity.fields())
     return event
+
+
+def check_state_events(report: Report, identity: Identity) -> list[dict[str, Any]]:
+    """One flat event per check that needs attention: emitted with every heartbeat."""
+    return [
+        {
+            "event": CHECK_STATE,
+            "level": LEVEL_FOR_STATUS[check.status.value],
+            "check_id": check.id,
+            "status": check.status.value,
+            "summary": check.summary,
+            "remediation": check.remediation,
+            **identity.fields(),
+        }
+        for check in _problems(report)
+    ]
 
 
 def state_after(report: Report) -> HealthState:

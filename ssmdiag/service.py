@@ -34,6 +34,34 @@ def run_cycle(config: Config) -> Report:
     return run_checks(detect(config), config)
 
 
+def publish_inventory(config: Config, report: Report, changed: bool) -> Optional[str]:
+    """Custom:SSMDiag where the agent's inventory plugin collects it; a problem or None."""
+    from ssmdiag.health import Identity
+    from ssmdiag.inventory import inventory_dir, inventory_document, write_inventory
+    from ssmdiag.platform import UnsupportedPlatform, detect
+
+    if not config.inventory or not changed:
+        return None
+    try:
+        data_dir = detect(config).agent_paths(None).data_dir
+    except UnsupportedPlatform:
+        return None
+    directory = inventory_dir(data_dir, report.host.instance_id, config.inventory_dir)
+    if directory is None:
+        return None  # no instance id yet: nothing the agent could upload it under
+    try:
+        write_inventory(
+            directory, inventory_document(report, Identity.from_report(report).agent_version)
+        )
+    except OSError as exc:
+        return (
+            f"cannot write {directory}: {exc.strerror or exc}; Custom:SSMDiag inventory is "
+            "not updated. Give the daemon write access there (Linux: `setfacl -m "
+            f"u:ssmdiag:rwx {directory}`) or set [fleet] inventory = false."
+        )
+    return None
+
+
 def build_daemon(
     config: Config,
     *,
@@ -75,6 +103,7 @@ def build_daemon(
     return Daemon(
         config,
         cycle=run_cycle,
+        publish=publish_inventory,
         load_config=reload_config,
         sinks_for=sinks_for,
         state_dir_for=lambda cfg: cfg.state_dir or default_state_dir(env),

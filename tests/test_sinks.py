@@ -247,8 +247,12 @@ def test_event_log_uses_one_event_id_per_status(status: str, event_id: int, kind
     )
     ((got_id, got_kind, strings),) = written
     assert (got_id, got_kind) == (event_id, kind)
-    assert strings[0].startswith(f"{status.upper()} clock.skew")
-    assert json.loads(strings[1])["status"] == status
+    # One insertion string (%1 is all the message file shows, and what CloudWatch ships):
+    # the human line, then the event's JSON on the next line.
+    (message,) = strings
+    human, event_json = message.split("\n", 1)
+    assert human.startswith(f"{status.upper()} clock.skew")
+    assert json.loads(event_json)["status"] == status
 
 
 def test_daemon_news_in_the_event_log_has_its_own_ids() -> None:

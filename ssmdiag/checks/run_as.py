@@ -34,7 +34,7 @@ def run(ctx: Context) -> Finding:
             "by the SSMSessionRunAs tag of its IAM user or role, which must exist on this node"
         )
     account = ctx.platform.lookup_user(user)
-    details = {"user": user, "preferences": prefs.source}
+    details: dict[str, object] = {"user": user, "preferences": prefs.source}
     if account is None:
         return fail(
             f"the Run As default user {user!r} does not exist on this node: sessions that run "

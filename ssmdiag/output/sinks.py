@@ -273,7 +273,9 @@ def event_id_for(event: Mapping[str, Any]) -> int:
 
 
 class EventLogSink(Sink):
-    """The Windows Application log, source `ssmdiag`: the message, then the event as JSON."""
+    """The Windows Application log, source `ssmdiag`: the message, then the event as JSON,
+    in the one insertion string the message file shows (%1: EventLogMessages.dll), so the
+    CloudWatch agent, which ships the rendered message, ships the JSON too."""
 
     name = "eventlog"
 
@@ -283,7 +285,9 @@ class EventLogSink(Sink):
     def emit(self, event: Mapping[str, Any]) -> None:
         level = str(event.get("level", "info"))
         kind = "error" if level in ("error", "critical") else level
-        self._write(event_id_for(event), kind, [human_message(event), json_line(event).strip()])
+        self._write(
+            event_id_for(event), kind, [f"{human_message(event)}\n{json_line(event).strip()}"]
+        )
 
 
 class ConsoleSink(Sink):

@@ -1,0 +1,94 @@
+"""Custom:SSMDiag, a Systems Manager Inventory type: the fleet table through Systems
+Manager's own pipeline (Inventory, Resource Data Sync to S3, Athena).
+
+The agent's inventory plugin uploads the `*.json` files (at most 20, non-recursive) of
+`<data dir>/<instance id>/inventory/custom` when the inventory association runs
+(shared/reference/cloudwatch-and-inventory-formats.md). Format:
+`{"SchemaVersion": "1.0", "TypeName": "Custom:SSMDiag", "Content": [{...}, ...]}` with
+string values only (at most 4096 characters), at most 50 attributes per entry.
+
+Schema of Custom:SSMDiag (one entry per check, plus one entry `CheckId` = "node"):
+CheckId, Status (ok|skip|warn|fail|error), Summary, Remediation, NodeStatus,
+AgentVersion, ToolVersion, CheckedAt (ISO 8601 UTC).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+from typing import Any, Optional
+
+from ssmdiag import __version__
+from ssmdiag.report import Report
+
+TYPE_NAME = "Custom:SSMDiag"
+FILE_NAME = "SSMDiag.json"
+MAX_VALUE = 4096
+
+
+def _text(value: Optional[str]) -> str:
+    text = " ".join((value or "").split())
+    return text if len(text) <= MAX_VALUE else text[: MAX_VALUE - 1] + "…"
+
+
+def inventory_document(report: Report, agent_version: Optional[str]) -> dict[str, Any]:
+    common = {
+        "NodeStatus": report.status.value,
+        "AgentVersion": agent_version or "",
+        "ToolVersion": __version__,
+        "CheckedAt": report.started_at,
+    }
+    entries = [
+        {
+            "CheckId": "node",
+            "Status": report.status.value,
+            "Summary": "",
+            "Remediation": "",
+            **common,
+        }
+    ]
+    for check in report.checks:
+        entries.append(
+            {
+                "CheckId": check.id,
+                "Status": check.status.value,
+                "Summary": _text(check.summary),
+                "Remediation": _text(check.remediation),
+                **common,
+            }
+        )
+    return {"SchemaVersion": "1.0", "TypeName": TYPE_NAME, "Content": entries}
+
+
+def inventory_dir(
+    data_dir: str, instance_id: Optional[str], configured: Optional[str]
+) -> Optional[str]:
+    """Where the agent collects custom inventory for this node; None when it cannot be known."""
+    if configured:
+        return configured
+    if not instance_id:
+        return None
+    return os.path.join(data_dir, instance_id, "inventory", "custom")
+
+
+def write_inventory(directory: str, document: dict[str, Any]) -> None:
+    """Atomically (write, fsync, rename): the agent never uploads half a file. Raises
+    OSError (permission, full disk) for the caller to report."""
+    os.makedirs(directory, mode=0o750, exist_ok=True)
+    target = os.path.join(directory, FILE_NAME)
+    temporary = os.path.join(directory, "." + FILE_NAME + ".tmp")
+    body = json.dumps(document, ensure_ascii=False, sort_keys=True).encode("utf-8")
+    fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+    try:
+        try:
+            if os.write(fd, body) != len(body):
+                raise OSError(28, "short write (disk full?)")
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.replace(temporary, target)
+    except OSError:
+        with contextlib.suppress(OSError):
+            os.unlink(temporary)
+        raise
