@@ -81,6 +81,7 @@ class Config:
     # [fleet]: how this node appears in the fleet's CloudWatch metrics and Inventory.
     fleet_label: str = "default"  # the EMF `Fleet` dimension (say, "web", "batch")
     metrics_namespace: str = "ssmdiag"
+    healthy_summary_interval: float = 900.0  # a healthy, unchanged node's summary line
     inventory: bool = True  # write Custom:SSMDiag where the agent's inventory collects it
     inventory_dir: Optional[str] = (
         None  # None: the agent's <data dir>/<instance id>/inventory/custom
@@ -260,6 +261,7 @@ _KEYS: dict[str, dict[str, tuple[str, Callable[[Any], Any]]]] = {
     "fleet": {
         "label": ("fleet_label", _label),
         "metrics_namespace": ("metrics_namespace", _label),
+        "healthy_summary_interval": ("healthy_summary_interval", _seconds(60, 3600)),
         "inventory": ("inventory", _boolean),
         "inventory_dir": ("inventory_dir", _absolute_path),
     },

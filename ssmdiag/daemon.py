@@ -206,6 +206,7 @@ class Daemon:
         self._state = HealthState()
         self._state_problem: Optional[str] = None
         self._last_heartbeat: Optional[float] = None
+        self._last_summary: Optional[float] = None
         self._started = self._clock.monotonic()
         self._schedule = Schedule.from_config(config)
         self._store = StateStore(state_dir_for(config))
@@ -382,18 +383,30 @@ class Daemon:
             changed = True
             self._emit_event(event)
         summary = cycle_summary_event(report, self._state, identity, self._cycles, delay)
-        summary.update(
-            emf_fields(
-                report,
-                delay,
-                namespace=self._config.metrics_namespace,
-                fleet=self._config.fleet_label,
-                region=identity.region,
-                now_ms=int(time.time() * 1000),
-            )
-        )
-        self._emit_event(summary)
         now = self._clock.monotonic()
+        status = report.status.value
+        # Healthy and unchanged: one summary line per healthy_summary_interval, not per
+        # cycle (the fleet's log bill); anything else: every cycle.
+        healthy_every = self._config.healthy_summary_interval
+        quiet = status == "ok" and self._state.overall == "ok" and not changed
+        if (
+            not quiet
+            or self._last_summary is None
+            or (now - self._last_summary >= healthy_every - delay / 2)
+        ):
+            self._last_summary = now
+            next_summary = max(delay, healthy_every) if status == "ok" else delay
+            summary.update(
+                emf_fields(
+                    report,
+                    next_summary,
+                    namespace=self._config.metrics_namespace,
+                    fleet=self._config.fleet_label,
+                    region=identity.region,
+                    now_ms=int(time.time() * 1000),
+                )
+            )
+            self._emit_event(summary)
         # The cycle nearest the hour: waiting for the next one would overshoot by more.
         due = self._schedule.heartbeat - delay / 2
         if self._last_heartbeat is None or now - self._last_heartbeat >= due:

@@ -140,7 +140,9 @@ def make_daemon(
     load_config: Optional[Callable[[], Config]] = None,
     start_cycle: Any = inline_cycles,
 ) -> Daemon:
-    cfg = config or Config(jitter=0.0)
+    # A summary line every cycle unless a test asks otherwise (healthy nodes write one per
+    # healthy_summary_interval in production: tests/test_fleet_events.py).
+    cfg = config or Config(jitter=0.0, healthy_summary_interval=60)
     clock = clock or FakeClock()
     chosen = sinks if sinks is not None else [RecordingSink()]
     return Daemon(

@@ -43,7 +43,7 @@ def serve(tmp_path: Path, timeline: list[dict[str, str]], **kwargs: object) -> t
 
 
 def test_cycles_follow_the_interval_and_recheck_fast_while_failing(tmp_path: Path) -> None:
-    config = Config(interval=300, fail_interval=30, jitter=0.0)
+    config = Config(interval=300, fail_interval=30, jitter=0.0, healthy_summary_interval=60)
     script, sink, _ = serve(tmp_path, [HEALTHY, BROKEN, BROKEN, HEALTHY, HEALTHY], config=config)
     gaps = [b - a for a, b in zip(script.started_at, script.started_at[1:])]
     assert script.started_at[0] == 0  # at start, not after a first interval
@@ -87,7 +87,7 @@ def test_cycle_summary_names_the_worst_problem(tmp_path: Path) -> None:
     _, sink, _ = serve(tmp_path, [HEALTHY, BROKEN])
     healthy, broken = sink.of("cycle.summary")
     assert healthy["status"] == "ok" and "worst" not in healthy
-    assert healthy["counts"] == {"ok": 3}
+    assert healthy["counts"] == {"ok": 3}  # the first cycle: a change from nothing known
     assert broken["status"] == "fail" and broken["previous_status"] == "ok"
     assert broken["worst"]["check_id"] == "endpoint.ssmmessages"
     assert broken["problems"] == ["endpoint.ssmmessages"]
@@ -98,9 +98,11 @@ def test_heartbeat_at_start_and_then_hourly(tmp_path: Path) -> None:
     _, sink, _ = serve(tmp_path, [HEALTHY] * 30, config=config)  # 0 .. 8700 s
     beats = sink.of("heartbeat")
     assert len(beats) == 3  # t=0, t=3600, t=7200
-    assert beats[0]["checks"] == HEALTHY
+    assert beats[0]["checks"] == {}  # all ok: the map would only repeat "ok" 25 times
     assert beats[1]["uptime_s"] == 3600 and beats[2]["uptime_s"] == 7200
     assert beats[0]["problems"] == []
+    _, broken_sink, _ = serve(tmp_path / "b", [BROKEN] * 2, config=config)
+    assert broken_sink.of("heartbeat")[0]["checks"] == BROKEN
 
 
 def test_restart_does_not_announce_everything_again(tmp_path: Path) -> None:

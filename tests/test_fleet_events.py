@@ -25,39 +25,53 @@ from tests.daemon_helpers import (
 from tests.test_daemon_loop import BROKEN, HEALTHY, serve
 
 
-def five_minute_sums(
-    summaries: list[dict[str, Any]], metric: str, start: list[float]
+def period_sums(
+    summaries: list[dict[str, Any]], metric: str, start: list[float], period: float = 900
 ) -> list[float]:
     sums: dict[int, float] = {}
-    for at, event in zip(start, summaries):
-        sums[int(at // 300)] = sums.get(int(at // 300), 0.0) + float(event.get(metric, 0.0))
+    for event in summaries:
+        at = start[event["cycle"] - 1]
+        sums[int(at // period)] = sums.get(int(at // period), 0.0) + float(event.get(metric, 0.0))
     return [round(v, 2) for _, v in sorted(sums.items())]
 
 
-def test_emf_weights_count_each_node_once_per_five_minutes(tmp_path: Path) -> None:
+def test_emf_weights_count_each_node_once_per_fifteen_minutes(tmp_path: Path) -> None:
     config = Config(interval=300, fail_interval=30, jitter=0.0)
-    timeline = [HEALTHY] * 3 + [BROKEN] * 30 + [HEALTHY] * 3
+    # 1 h healthy, then 30 min failing (re-checks every 30 s), then 1 h healthy again.
+    timeline = [HEALTHY] * 12 + [BROKEN] * 60 + [HEALTHY] * 12
     script, sink, _ = serve(tmp_path, timeline, config=config)
     summaries = sink.of("cycle.summary")
-    checked = five_minute_sums(summaries, "NodesChecked", script.started_at)
-    failing = five_minute_sums(summaries, "NodesFailing", script.started_at)
-    # Every 5-minute period counts this one node once, healthy (1 cycle of weight 1) or
-    # failing (10 cycles of weight 0.1); the boundary periods mix both.
-    assert all(0.9 <= value <= 1.1 for value in checked[:-1]), checked
-    assert max(failing) == 1.0 and min(failing) == 0.0, failing
+    checked = period_sums(summaries, "NodesChecked", script.started_at)
+    failing = period_sums(summaries, "NodesFailing", script.started_at)
+    # Every 15-minute period counts this one node once: healthy (one line of weight 1)
+    # or failing (30 lines of weight 1/30); the periods where it changes mix both.
+    assert all(0.9 <= value <= 1.5 for value in checked[:-1]), checked
+    assert max(failing) == 1.0 and failing[0] == 0.0, failing
     broken = next(e for e in summaries if e["status"] == "fail")
     directive = broken["_aws"]["CloudWatchMetrics"][0]
     assert directive["Namespace"] == "ssmdiag"
     assert directive["Dimensions"] == [["Region"], ["Fleet", "Region"]]
     names = [m["Name"] for m in directive["Metrics"]]
-    assert names == ["NodesChecked", "NodesFailing", "NodesWarning",
-                     "CheckFailing_endpoint.ssmmessages"]  # fmt: skip
+    assert names == ["NodesChecked", "NodesFailing", "CheckFailing_endpoint.ssmmessages"]
     for name in names:
         assert isinstance(broken[name], float)
     assert (broken["Region"], broken["Fleet"]) == ("eu-west-1", "default")
     used = {name for dimension_set in directive["Dimensions"] for name in dimension_set}
     assert used == {"Region", "Fleet"}  # never per instance
     assert isinstance(broken["_aws"]["Timestamp"], int)
+
+
+def test_a_healthy_node_writes_one_short_summary_per_fifteen_minutes(tmp_path: Path) -> None:
+    config = Config(interval=300, fail_interval=30, jitter=0.0)
+    script, sink, _ = serve(tmp_path, [HEALTHY] * 36, config=config)  # 3 h
+    summaries = sink.of("cycle.summary")
+    at = [script.started_at[e["cycle"] - 1] for e in summaries]
+    assert [b - a for a, b in zip(at, at[1:])] == [900.0] * 11
+    steady = summaries[-1]
+    assert "counts" not in steady and steady["NodesChecked"] == 1.0
+    assert "NodesFailing" not in steady  # zeros are not written
+    line = json.dumps(steady, separators=(",", ":"))
+    assert len(line) < 520, line
 
 
 def test_every_event_names_its_node_and_fleet(tmp_path: Path) -> None:
