@@ -86,6 +86,9 @@ class Config:
     inventory_dir: Optional[str] = (
         None  # None: the agent's <data dir>/<instance id>/inventory/custom
     )
+    # [permissions] endpoint_url: every permission check's AWS call goes there instead of
+    # AWS (a local AWS API such as moto, for tests); None: the agent's own endpoints.
+    permissions_endpoint_url: Optional[str] = None
     # [session] or --session-preferences: what the account's session preferences ask.
     session: SessionPreferences = field(default_factory=SessionPreferences)
 
@@ -149,6 +152,21 @@ def _label(value: Any) -> str:
 def _boolean(value: Any) -> bool:
     if not isinstance(value, bool):
         raise _Bad(f"must be true or false, got {value!r}")
+    return value
+
+
+def _local_api_url(value: Any) -> str:
+    from urllib.parse import urlsplit
+
+    if not isinstance(value, str) or any(c.isspace() for c in value):
+        raise _Bad(f"must be an http:// or https:// URL, got {value!r}")
+    try:
+        parts = urlsplit(value)
+        _ = parts.port  # raises ValueError for a bad port
+    except ValueError as exc:
+        raise _Bad(f"must be an http:// or https:// URL ({exc})") from None
+    if parts.scheme not in ("http", "https") or not parts.hostname or parts.username:
+        raise _Bad(f"must be an http:// or https:// URL with a host, got {value!r}")
     return value
 
 
@@ -264,6 +282,9 @@ _KEYS: dict[str, dict[str, tuple[str, Callable[[Any], Any]]]] = {
         "healthy_summary_interval": ("healthy_summary_interval", _seconds(60, 3600)),
         "inventory": ("inventory", _boolean),
         "inventory_dir": ("inventory_dir", _absolute_path),
+    },
+    "permissions": {
+        "endpoint_url": ("permissions_endpoint_url", _local_api_url),
     },
     "log": {
         "format": ("log_format", _choice("console", "json")),

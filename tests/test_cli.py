@@ -15,6 +15,7 @@ from tests.conftest import REPO, run_cli
 DOCUMENTED_IDS = [
     "agent.installed",
     "agent.service",
+    "agent.restarts",
     "agent.process_user",
     "agent.config",
     "feature.sessions",
@@ -27,6 +28,7 @@ DOCUMENTED_IDS = [
     "os.supported",
     "identity",
     "identity.credentials",
+    "agent.log",
     "network.proxy",
     "endpoint.ec2messages",
     "endpoint.ssm",
@@ -34,7 +36,13 @@ DOCUMENTED_IDS = [
     "endpoint.s3",
     "endpoint.logs",
     "endpoint.kms",
+    "permissions.identity",
+    "permissions.s3",
+    "permissions.logs",
+    "permissions.kms",
     "clock.skew",
+    "node.time_sync",
+    "node.disk",
 ]
 
 

@@ -5,7 +5,9 @@ from __future__ import annotations
 from ssmdiag.checks import (
     agent_config,
     agent_installed,
+    agent_log,
     agent_process_user,
+    agent_restarts,
     agent_service,
     clock_skew,
     endpoint,
@@ -14,7 +16,10 @@ from ssmdiag.checks import (
     identity,
     identity_credentials,
     network_proxy,
+    node_disk,
+    node_time_sync,
     os_supported,
+    permissions,
     run_as,
     ssm_user,
 )
@@ -23,6 +28,7 @@ from ssmdiag.checks.base import Check, Context
 ALL_CHECKS: tuple[Check, ...] = (
     agent_installed.CHECK,
     agent_service.CHECK,
+    agent_restarts.CHECK,
     agent_process_user.CHECK,
     agent_config.CHECK,
     *feature.CHECKS,
@@ -31,10 +37,14 @@ ALL_CHECKS: tuple[Check, ...] = (
     os_supported.CHECK,
     identity.CHECK,
     identity_credentials.CHECK,
+    agent_log.CHECK,
     network_proxy.CHECK,
     *endpoint.CHECKS,
     *endpoint_session.CHECKS,
+    *permissions.CHECKS,
     clock_skew.CHECK,
+    node_time_sync.CHECK,
+    node_disk.CHECK,
 )
 CHECK_IDS: tuple[str, ...] = tuple(check.id for check in ALL_CHECKS)
 

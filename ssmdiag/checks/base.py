@@ -105,6 +105,13 @@ def _probes(ctx: Context) -> Any:
     return probe_all(plan.endpoints, proxies, settings)
 
 
+def _permissions(ctx: Context) -> Any:
+    """The permission checks' AWS calls, kept for an hour (ssmdiag/checks/permissions.py)."""
+    from ssmdiag.checks.permissions import gather
+
+    return gather(ctx)
+
+
 FACTS: dict[str, Callable[[Context], Any]] = {
     "identity": _identity,
     "proxies": _proxies,
@@ -113,6 +120,7 @@ FACTS: dict[str, Callable[[Context], Any]] = {
     "agent": lambda ctx: derive_agent_facts(ctx.platform.discover_agent()),
     "os": lambda ctx: ctx.platform.os_info(),
     "agent_config": lambda ctx: read_agent_config(ctx.platform, ctx.agent.discovery.binary_path),
+    "permissions": _permissions,
 }
 
 

@@ -6,10 +6,12 @@ import grp
 import os
 import pwd
 import shutil
+import signal
 import socket
 import stat
 import sys
-from dataclasses import dataclass
+import time
+from dataclasses import dataclass, replace
 from typing import IO, Callable, Optional
 
 from ssmdiag.agent import reading_from_version_run
@@ -20,14 +22,19 @@ from ssmdiag.platform.base import (
     AgentEnvironment,
     AgentPaths,
     AgentProcess,
+    DiskUsage,
     FileRead,
     OsInfo,
     PathStat,
     Platform,
+    RestartHistory,
     ServiceState,
+    TimeService,
+    TimeSync,
     UserAccount,
     VersionReading,
     read_text_file,
+    unix_disk_usage,
 )
 
 # Only ever imported on Linux; tells mypy --platform win32 not to check what follows.
@@ -37,7 +44,8 @@ AGENT_PACKAGE = "amazon-ssm-agent"
 AGENT_BINARY = "/usr/bin/amazon-ssm-agent"
 SNAP_BINARY = "/snap/amazon-ssm-agent/current/amazon-ssm-agent"
 AGENT_CONFIG = "/etc/amazon/ssm/amazon-ssm-agent.json"
-AGENT_DATA_DIR = "/var/lib/amazon/ssm"
+AGENT_DATA_DIR = "/var/lib/amazon/ssm"  # AgentData, agent/appconfig/constants_unix.go:32
+AGENT_LOG_DIR = "/var/log/amazon/ssm"  # DefaultLogDir, agent/log/logger/log_unix.go:27
 SYSTEMD_UNITS = ("amazon-ssm-agent.service", "snap.amazon-ssm-agent.amazon-ssm-agent.service")
 UPSTART_JOB = "amazon-ssm-agent"
 SUDO_RULE = "/etc/sudoers.d/ssm-agent-users"
@@ -57,6 +65,36 @@ _WORKER_RULE = "both workers root:root, mode at least 0511, not writable by grou
 
 StatFn = Callable[[str], PathStat]
 
+# Time-sync services by their systemd units (on Debian chronyd.service is an alias of
+# chrony.service: both show Id=chrony.service, counted once) and by their process names.
+TIME_SYNC_UNITS = (
+    "chronyd.service",
+    "chrony.service",
+    "systemd-timesyncd.service",
+    "ntpd.service",
+    "ntp.service",
+    "ntpsec.service",
+    "openntpd.service",
+)
+TIME_SYNC_PROCESSES = ("chronyd", "systemd-timesyncd", "ntpd", "openntpd")
+TIME_SYNC_TARGET = "time-sync.target"
+
+# `systemctl show` properties of the agent's unit that tell its restart history.
+# NRestarts exists from systemd 235 (Amazon Linux 2 and RHEL 7 have 219: no count there).
+RESTART_PROPERTIES = (
+    "SubState",
+    "Result",
+    "NRestarts",
+    "ExecMainStartTimestamp",
+    "ExecMainStartTimestampMonotonic",
+    "ExecMainCode",
+    "ExecMainStatus",
+    "Restart",
+    "RestartUSec",
+)
+# ExecMainCode is the waitid(2) si_code of the main process's end.
+_CLD_EXITED, _CLD_KILLED, _CLD_DUMPED = 1, 2, 3
+
 
 @dataclass(frozen=True)
 class LinuxLocations:
@@ -71,6 +109,9 @@ class LinuxLocations:
     rpm: str = "rpm"
     dpkg_query: str = "dpkg-query"
     snap: str = "snap"
+    timedatectl: str = "timedatectl"
+    chronyc: str = "chronyc"
+    mountinfo: str = "/proc/self/mountinfo"
     default_binaries: tuple[str, ...] = (AGENT_BINARY, SNAP_BINARY)
 
 
@@ -112,6 +153,135 @@ def parse_snap_list(text: str, name: str = AGENT_PACKAGE) -> Optional[str]:
         if len(columns) >= 2 and columns[0] == name:
             return columns[1]
     return None
+
+
+@dataclass(frozen=True)
+class MountEntry:
+    device: str  # major:minor, as st_dev
+    mount_point: str
+    fstype: str
+    source: str
+    super_options: tuple[str, ...]  # the filesystem's own options ("ro" after remount-ro)
+
+
+def _unescape_mount_field(value: str) -> str:
+    # The kernel escapes space, tab, newline and backslash as \ooo (show_mountinfo).
+    out, index = [], 0
+    while index < len(value):
+        chunk = value[index : index + 4]
+        if len(chunk) == 4 and chunk[0] == "\\" and chunk[1:].isdigit():
+            out.append(chr(int(chunk[1:], 8)))
+            index += 4
+        else:
+            out.append(value[index])
+            index += 1
+    return "".join(out)
+
+
+def parse_mountinfo(text: str) -> list[MountEntry]:
+    """/proc/PID/mountinfo: `ID PARENT MAJ:MIN ROOT MOUNTPOINT OPTS [OPTIONAL...] - FSTYPE
+    SOURCE SUPEROPTS` per line (proc(5)); lines that do not fit are skipped."""
+    entries = []
+    for line in text.splitlines():
+        fields = line.split()
+        if "-" not in fields[6:]:
+            continue
+        dash = fields.index("-", 6)
+        if len(fields) < dash + 4:
+            continue
+        entries.append(
+            MountEntry(
+                fields[2],
+                _unescape_mount_field(fields[4]),
+                fields[dash + 1],
+                _unescape_mount_field(fields[dash + 2]),
+                tuple(fields[dash + 3].split(",")),
+            )
+        )
+    return entries
+
+
+def mount_for(entries: list[MountEntry], device: str, path: str) -> Optional[MountEntry]:
+    """The visible mount of `device` that holds `path`: the longest mount point above it
+    (the last one mounted, when several share a mount point)."""
+    best: Optional[MountEntry] = None
+    for entry in entries:
+        if entry.device != device:
+            continue
+        top = entry.mount_point.rstrip("/") or "/"
+        if top not in ("/", path) and not path.startswith(top + "/"):
+            continue
+        if best is None or len(top) >= len(best.mount_point.rstrip("/") or "/"):
+            best = entry
+    return best
+
+
+def parse_key_values(text: str, sep: str = "=") -> dict[str, str]:
+    """`KEY=VALUE` (timedatectl show) or `Key   : value` (chronyc tracking) lines."""
+    values: dict[str, str] = {}
+    for line in text.splitlines():
+        key, found, value = line.partition(sep)
+        if found and key.strip():
+            values[key.strip()] = value.strip()
+    return values
+
+
+def parse_timedatectl_status(text: str) -> Optional[bool]:
+    """`timedatectl status` of systemd < 239 (no `show`): "NTP synchronized: yes", later
+    spelled "System clock synchronized: yes"."""
+    for line in text.splitlines():
+        key, found, value = line.partition(":")
+        if found and key.strip().lower().endswith("synchronized"):
+            answer = value.strip().lower()
+            if answer in ("yes", "no"):
+                return answer == "yes"
+    return None
+
+
+@dataclass(frozen=True)
+class ChronyTracking:
+    synchronized: Optional[bool]
+    reference: str
+    offset_s: Optional[float]
+    leap_status: str
+
+
+def parse_chronyc_tracking(text: str) -> Optional[ChronyTracking]:
+    """`chronyc tracking`: `Reference ID    : A9FEA97B (169.254.169.123)`, `System time
+    : 0.000001234 seconds fast of NTP time`, `Leap status     : Normal` (or "Not
+    synchronised"). None when the text has no Leap status line (chronyd not reachable)."""
+    values = parse_key_values(text, ":")
+    leap = values.get("Leap status")
+    if leap is None:
+        return None
+    reference = ""
+    ref = values.get("Reference ID", "")
+    if "(" in ref and ref.endswith(")"):
+        reference = ref[ref.index("(") + 1 : -1]
+    offset: Optional[float] = None
+    words = values.get("System time", "").split()
+    if len(words) >= 3 and words[1] == "seconds" and words[2] in ("fast", "slow"):
+        try:
+            offset = float(words[0]) * (1 if words[2] == "fast" else -1)
+        except ValueError:
+            offset = None
+    return ChronyTracking(not leap.lower().startswith("not synchron"), reference, offset, leap)
+
+
+def describe_main_exit(code: str, status: str) -> str:
+    """systemd's ExecMainCode/ExecMainStatus as words: "exit status 2", "signal SIGSEGV"."""
+    if not (code.isdigit() and status.lstrip("-").isdigit()):
+        return ""
+    number = int(status)
+    if int(code) == _CLD_EXITED:
+        return f"exit status {number}"
+    if int(code) in (_CLD_KILLED, _CLD_DUMPED):
+        try:
+            name = signal.Signals(number).name
+        except ValueError:
+            name = str(number)
+        return f"signal {name}" + (" (core dumped)" if int(code) == _CLD_DUMPED else "")
+    return ""
 
 
 # REQUEST_METHOD too: Go refuses http proxying when it is set (CGI), and it holds no secret.
@@ -374,10 +544,13 @@ class LinuxPlatform(Platform):
         locations: Optional[LinuxLocations] = None,
         *,
         stat_fn: Optional[StatFn] = None,
+        monotonic_fn: Optional[Callable[[], float]] = None,
     ) -> None:
         super().__init__(config)
         self.locations = locations or LinuxLocations()
         self._stat: StatFn = stat_fn if stat_fn is not None else stat_real_path
+        # CLOCK_MONOTONIC, the clock of systemd's *TimestampMonotonic properties.
+        self._monotonic = monotonic_fn if monotonic_fn is not None else time.monotonic
 
     def _run(self, argv: list[str]) -> process.ProcResult:
         return process.run(argv, timeout=self.config.subprocess_timeout)
@@ -421,6 +594,7 @@ class LinuxPlatform(Platform):
             config_file_note=note,
             ignored_config_file=choice.ignored,
             config_file_fix=choice.fix,
+            log_dir=AGENT_LOG_DIR,
         )
 
     def _binary_reading(self, path: str, source: str = "binary") -> VersionReading:
@@ -569,18 +743,33 @@ class LinuxPlatform(Platform):
             note="systemd is not PID 1 and upstart's initctl is not available",
         )
 
-    def _systemd_state(self) -> ServiceState:
-        props = "Id,LoadState,ActiveState,SubState,UnitFileState,MainPID"
+    def _systemd_available(self) -> bool:
+        return os.path.isdir(self.locations.systemd_run_dir)
+
+    def _agent_unit(
+        self, properties: tuple[str, ...]
+    ) -> tuple[process.ProcResult, Optional[dict[str, str]]]:
+        """`systemctl show` of the agent's unit (deb/rpm or snap): the loaded one, the
+        active one when both are; None when neither is loaded or systemctl did not answer."""
+        wanted = ["Id", "LoadState", "ActiveState"]
+        wanted += [p for p in properties if p not in wanted]
         result = self._run(
-            [self.locations.systemctl, "show", f"--property={props}", *SYSTEMD_UNITS]
+            [self.locations.systemctl, "show", f"--property={','.join(wanted)}", *SYSTEMD_UNITS]
         )
+        if not result.ran:
+            return result, None
+        loaded = [b for b in parse_systemctl_show(result.stdout) if b.get("LoadState") == "loaded"]
+        if not loaded:
+            return result, None
+        return result, next((b for b in loaded if b.get("ActiveState") == "active"), loaded[0])
+
+    def _systemd_state(self) -> ServiceState:
+        result, unit = self._agent_unit(("SubState", "UnitFileState", "MainPID"))
         if not result.ran:
             return ServiceState(
                 "systemd", None, False, False, None, "unknown", note=result.describe()
             )
-        blocks = parse_systemctl_show(result.stdout)
-        loaded = [b for b in blocks if b.get("LoadState") == "loaded"]
-        if not loaded:
+        if unit is None:
             return ServiceState(
                 "systemd",
                 SYSTEMD_UNITS[0],
@@ -590,7 +779,6 @@ class LinuxPlatform(Platform):
                 "not-found",
                 note=f"none of {', '.join(SYSTEMD_UNITS)} is loaded",
             )
-        unit = next((b for b in loaded if b.get("ActiveState") == "active"), loaded[0])
         file_state = unit.get("UnitFileState", "")
         enabled: Optional[bool] = None
         if file_state:
@@ -608,6 +796,171 @@ class LinuxPlatform(Platform):
             f"{file_state or 'unit file state unknown'}",
             main_pid=pid or None,
         )
+
+    def agent_restarts(self) -> RestartHistory:
+        if not self._systemd_available():
+            service = self.agent_service()
+            if service.manager == "upstart":
+                return RestartHistory(
+                    "upstart",
+                    service.name,
+                    "unsupported" if service.exists else "not_found",
+                    running=service.active,
+                    state_text=service.state_text,
+                    note="upstart respawns the job (packaging/linux/amazon-ssm-agent.conf: "
+                    "respawn) but keeps no restart count",
+                )
+            return RestartHistory(None, None, "no_manager", note=service.note)
+        result, unit = self._agent_unit(RESTART_PROPERTIES)
+        if not result.ran:
+            return RestartHistory("systemd", None, "unknown", note=result.describe())
+        if unit is None:
+            return RestartHistory(
+                "systemd",
+                SYSTEMD_UNITS[0],
+                "not_found",
+                note=f"none of {', '.join(SYSTEMD_UNITS)} is loaded",
+            )
+        count = unit.get("NRestarts", "")
+        started = unit.get("ExecMainStartTimestampMonotonic", "")
+        age: Optional[float] = None
+        if started.isdigit() and int(started) > 0:
+            # Microseconds of CLOCK_MONOTONIC, the clock time.monotonic() reads on Linux.
+            age = max(0.0, self._monotonic() - int(started) / 1e6)
+        sub_state = unit.get("SubState", "")
+        result_text = unit.get("Result", "")
+        restart = unit.get("Restart", "")
+        every = unit.get("RestartUSec", "")
+        return RestartHistory(
+            "systemd",
+            unit.get("Id") or SYSTEMD_UNITS[0],
+            "ok",
+            running=unit.get("ActiveState") == "active",
+            state_text=f"{unit.get('ActiveState', '?')} ({sub_state or '?'})",
+            restarts=int(count) if count.isdigit() else None,
+            restarts_since="since the unit was last started at boot or by hand",
+            last_start_age_s=age,
+            last_start_text=unit.get("ExecMainStartTimestamp", ""),
+            result=result_text,
+            last_exit=describe_main_exit(
+                unit.get("ExecMainCode", ""), unit.get("ExecMainStatus", "")
+            ),
+            waiting_to_restart=sub_state == "auto-restart",
+            gave_up=result_text == "start-limit-hit",
+            # Restart=no and Restart=on-success leave a crashed agent down.
+            restarts_on_failure=(restart not in ("no", "on-success")) if restart else None,
+            recovery=f"Restart={restart}" + (f", after {every}" if every else "")
+            if restart
+            else "",
+            note="" if count else "this systemd does not count restarts (NRestarts needs 235)",
+        )
+
+    def time_sync(self) -> TimeSync:
+        if self._systemd_available():
+            return self._systemd_time_sync()
+        services = self._time_sync_processes()
+        synchronized, source, reference, offset, note = self._clock_status(services, False)
+        return TimeSync(
+            None,
+            services,
+            synchronized=synchronized,
+            source=source,
+            reference=reference,
+            offset_s=offset,
+            note=note or "systemd is not PID 1: time-sync daemons were looked for as processes",
+        )
+
+    def _systemd_time_sync(self) -> TimeSync:
+        result = self._run(
+            [
+                self.locations.systemctl,
+                "show",
+                "--property=Id,LoadState,ActiveState,SubState,UnitFileState",
+                *TIME_SYNC_UNITS,
+            ]
+        )
+        if not result.ran:
+            return TimeSync("systemd", (), "unknown", note=f"systemctl: {result.describe()}")
+        services: list[TimeService] = []
+        for block in parse_systemctl_show(result.stdout):
+            name = block.get("Id", "")
+            if block.get("LoadState") != "loaded" or any(s.name == name for s in services):
+                continue
+            file_state = block.get("UnitFileState", "")
+            services.append(
+                TimeService(
+                    name,
+                    block.get("ActiveState") == "active",
+                    file_state in ("enabled", "enabled-runtime", "static", "alias")
+                    if file_state
+                    else None,
+                    f"{block.get('ActiveState', '?')} ({block.get('SubState', '?')}), "
+                    f"{file_state or 'unit file state unknown'}",
+                )
+            )
+        _, agent = self._agent_unit(("After",))
+        after = tuple(agent.get("After", "").split()) if agent else ()
+        ordered: Optional[bool] = None
+        if agent is not None:
+            ordered = TIME_SYNC_TARGET in after or any(u in after for u in TIME_SYNC_UNITS)
+        synchronized, source, reference, offset, note = self._clock_status(tuple(services), True)
+        return TimeSync(
+            "systemd",
+            tuple(services),
+            synchronized=synchronized,
+            source=source,
+            reference=reference,
+            offset_s=offset,
+            agent_ordered=ordered,
+            agent_after=after,
+            agent_unit=(agent.get("Id") or SYSTEMD_UNITS[0]) if agent else "",
+            note=note,
+        )
+
+    def _time_sync_processes(self) -> tuple[TimeService, ...]:
+        import psutil
+
+        found: list[TimeService] = []
+        for proc in psutil.process_iter(["pid", "name"]):
+            name = proc.info.get("name") or ""
+            # comm is cut at 15 characters: systemd-timesyncd shows as systemd-timesyn.
+            match = next((d for d in TIME_SYNC_PROCESSES if d[:15] == name[:15]), None)
+            if match and not any(s.name == match for s in found):
+                found.append(TimeService(match, True, None, f"running (pid {proc.info['pid']})"))
+        return tuple(found)
+
+    def _clock_status(
+        self, services: tuple[TimeService, ...], systemd: bool
+    ) -> tuple[Optional[bool], str, str, Optional[float], str]:
+        """(synchronized, what said so, reference, offset, note): timedatectl (the kernel's
+        synchronized flag, whichever daemon sets it), then chronyc when chrony runs."""
+        synchronized: Optional[bool] = None
+        source, notes = "", []
+        if systemd:
+            shown = self._run([self.locations.timedatectl, "show"])
+            if shown.outcome == "ok" and "NTPSynchronized" in shown.stdout:
+                value = parse_key_values(shown.stdout).get("NTPSynchronized", "")
+                if value in ("yes", "no"):
+                    synchronized, source = value == "yes", "timedatectl show"
+            if synchronized is None:
+                status = self._run([self.locations.timedatectl, "status"])
+                answer = parse_timedatectl_status(status.stdout) if status.ran else None
+                if answer is not None:
+                    synchronized, source = answer, "timedatectl status"
+                else:
+                    notes.append(f"timedatectl: {shown.describe()}")
+        reference, offset = "", None
+        if any(s.active and s.name.startswith("chrony") for s in services):
+            tracked = self._run([self.locations.chronyc, "tracking"])
+            tracking = parse_chronyc_tracking(tracked.stdout) if tracked.ran else None
+            if tracking is not None:
+                reference, offset = tracking.reference, tracking.offset_s
+                if synchronized is None:
+                    synchronized = tracking.synchronized
+                    source = f"chronyc tracking (Leap status: {tracking.leap_status})"
+            else:
+                notes.append(f"chronyc tracking: {tracked.describe()}")
+        return synchronized, source, reference, offset, "; ".join(notes)
 
     # -- files and accounts -----------------------------------------------------------------
     def read_file(self, path: str) -> FileRead:
@@ -683,3 +1036,27 @@ class LinuxPlatform(Platform):
 
     def sudo_rule_path(self) -> Optional[str]:
         return SUDO_RULE
+
+    def disk_usage(self, path: str) -> DiskUsage:
+        usage = unix_disk_usage(path)
+        if usage.outcome != "ok" or not usage.device.isdigit():
+            return usage
+        read = self.read_file(self.locations.mountinfo)
+        if read.outcome != "ok":
+            return replace(usage, read_only=None)
+        device = int(usage.device)
+        entry = mount_for(
+            parse_mountinfo(read.text), f"{os.major(device)}:{os.minor(device)}", usage.measured
+        )
+        if entry is None:
+            return replace(usage, read_only=None)
+        # The superblock's options, not the mount's: under ssmdiag's own sandbox
+        # (ProtectSystem=strict) every mount looks read-only, the filesystem is not.
+        return replace(
+            usage,
+            mount_point=entry.mount_point,
+            filesystem=entry.fstype
+            if entry.source in ("", "none", entry.fstype)
+            else f"{entry.fstype}, {entry.source}",
+            read_only="ro" in entry.super_options,
+        )

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 import socket
+from dataclasses import replace
 from typing import Callable, Optional
 
 from ssmdiag.agent import reading_from_version_run
@@ -22,13 +23,20 @@ from ssmdiag.platform.base import (
     AgentEnvironment,
     AgentPaths,
     AgentProcess,
+    DiskUsage,
     FileRead,
     OsInfo,
     Platform,
+    RestartHistory,
     ServiceState,
+    StatFn,
+    StatvfsFn,
+    TimeService,
+    TimeSync,
     UserAccount,
     VersionReading,
     read_text_file,
+    unix_disk_usage,
 )
 from ssmdiag.platform.process import ProcResult
 
@@ -39,7 +47,8 @@ ExistsTest = Callable[[str], bool]
 PROGRAM_DIR = "/opt/aws/ssm"
 AGENT_BINARY = "/opt/aws/ssm/bin/amazon-ssm-agent"
 AGENT_CONFIG = "/opt/aws/ssm/amazon-ssm-agent.json"
-AGENT_DATA_DIR = "/opt/aws/ssm/data"
+AGENT_DATA_DIR = "/opt/aws/ssm/data"  # DefaultDataStorePath, agent/appconfig/constants_darwin.go:55
+AGENT_LOG_DIR = "/var/log/amazon/ssm"  # DefaultLogDir, agent/log/logger/log_darwin.go:32
 # appconfig.RuntimeConfigFolderPath on darwin is DefaultProgramFolder + "runtimeconfig":
 # beside data/, not inside it as on Linux.
 RUNTIME_IDENTITY = "/opt/aws/ssm/runtimeconfig/identity_config.json"
@@ -57,6 +66,7 @@ LAUNCHCTL = "/bin/launchctl"
 SCUTIL = "/usr/sbin/scutil"
 DSCL = "/usr/bin/dscl"
 ID = "/usr/bin/id"
+SYSTEMSETUP = "/usr/sbin/systemsetup"
 
 SCUTIL_SOURCE = "scutil --proxy"
 
@@ -236,6 +246,18 @@ def parse_dscl_read(text: str) -> dict[str, list[str]]:
     return values
 
 
+def parse_network_time(text: str) -> Optional[bool]:
+    """`systemsetup -getusingnetworktime`: "Network Time: On" / "Network Time: Off". None
+    for anything else (without root it prints "You need administrator access ...")."""
+    for line in text.splitlines():
+        key, found, value = line.partition(":")
+        if found and key.strip().lower() == "network time":
+            answer = value.strip().lower()
+            if answer in ("on", "off"):
+                return answer == "on"
+    return None
+
+
 def _first(values: dict[str, list[str]], key: str) -> Optional[str]:
     found = values.get(key)
     return found[0] if found else None
@@ -251,12 +273,17 @@ class MacPlatform(Platform):
         *,
         read_file_fn: Optional[FileReader] = None,
         exists_fn: Optional[ExistsTest] = None,
+        stat_fn: Optional[StatFn] = None,
+        statvfs_fn: Optional[StatvfsFn] = None,
     ) -> None:
         super().__init__(config)
         self._runner: Runner = runner if runner is not None else process.run
         self._read_file: FileReader = read_file_fn if read_file_fn is not None else read_text_file
         # lexists: a dangling symlink at the binary path is still "something installed".
         self._exists: ExistsTest = exists_fn if exists_fn is not None else os.path.lexists
+        # os.stat / os.statvfs by default (disk_usage); tests pass fakes.
+        self._stat = stat_fn
+        self._statvfs = statvfs_fn
 
     def _run(self, argv: list[str]) -> ProcResult:
         return self._runner(argv, self.config.subprocess_timeout)
@@ -320,6 +347,7 @@ class MacPlatform(Platform):
             # spell it out, so the same rule is assumed here (<data dir>/credentials).
             dhmc_credentials_file=os.path.join(data_dir, "credentials"),
             config_file_note=note,
+            log_dir=AGENT_LOG_DIR,
         )
 
     def _binary_reading(self, path: str) -> VersionReading:
@@ -505,3 +533,81 @@ class MacPlatform(Platform):
 
     def sudo_rule_path(self) -> Optional[str]:
         return SUDO_RULE
+
+    def disk_usage(self, path: str) -> DiskUsage:
+        # Fakes for stat also stand in for realpath: a fake file system has no symlinks.
+        usage = unix_disk_usage(
+            path,
+            stat_fn=self._stat,
+            statvfs_fn=self._statvfs,
+            realpath_fn=os.path.normpath if self._stat is not None else None,
+        )
+        # statvfs has no file system type on macOS; "/" is the sealed, read-only system
+        # volume, so only a directory that exists is judged read-only (/opt and /var are
+        # firmlinks into the writable data volume).
+        if usage.outcome == "ok" and usage.measured != os.path.normpath(path):
+            usage = replace(usage, read_only=None)
+        return usage
+
+    def agent_restarts(self) -> RestartHistory:
+        result, job = self._launchctl_print()
+        said = result.stderr + result.stdout
+        if result.outcome == "nonzero" and "Could not find service" in said:
+            return RestartHistory(
+                "launchd", LAUNCHD_LABEL, "not_found", note=f"launchd has no {LAUNCHD_TARGET}"
+            )
+        if result.outcome != "ok" or "state" not in job:
+            note = result.describe() if result.outcome != "ok" else "no 'state = ' line"
+            return RestartHistory("launchd", LAUNCHD_LABEL, "unknown", note=note)
+        runs = job.get("runs", "")
+        state = job.get("state", "")
+        last_exit = job.get("last exit code", "")
+        if last_exit in ("", "(never exited)"):
+            last_exit = job.get("last terminating signal", "")
+        elif last_exit.lstrip("-").isdigit():
+            last_exit = f"exit status {last_exit}"
+        properties = [p.strip() for p in job.get("properties", "").split("|")]
+        keepalive = "keepalive" in properties if job.get("properties") else None
+        minimum = job.get("minimum runtime", "")
+        return RestartHistory(
+            "launchd",
+            LAUNCHD_LABEL,
+            "ok",
+            running=state == "running",
+            state_text=state,
+            # launchd counts every spawn since it loaded the job: the first is not a restart.
+            restarts=max(0, int(runs) - 1) if runs.isdigit() else None,
+            restarts_since="since launchd loaded the job (at boot)",
+            last_exit=last_exit,
+            waiting_to_restart=state == "spawn scheduled",
+            restarts_on_failure=keepalive,
+            recovery=(
+                "KeepAlive" + (f" (minimum runtime {minimum} s)" if minimum else "")
+                if keepalive
+                else ""
+            ),
+            note="" if runs else "`launchctl print` has no 'runs = ' line",
+        )
+
+    def time_sync(self) -> TimeSync:
+        # timed sets the clock when "Set time and date automatically" is on; its state is
+        # what systemsetup reports (it needs root to say so).
+        result = self._run([SYSTEMSETUP, "-getusingnetworktime"])
+        answer = parse_network_time(result.stdout + result.stderr) if result.ran else None
+        if answer is None:
+            said = result.describe() if not result.ran else f"printed {result.excerpt()!r}"
+            return TimeSync(
+                "launchd", (), "unknown", note=f"systemsetup -getusingnetworktime {said}"
+            )
+        return TimeSync(
+            "launchd",
+            (
+                TimeService(
+                    "network time (timed)",
+                    answer,
+                    answer,
+                    f"Network Time: {'On' if answer else 'Off'}",
+                ),
+            ),
+            source="systemsetup -getusingnetworktime",
+        )

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import ntpath
 import sys
+from dataclasses import replace
 from typing import Any, Optional, Protocol
 
 from ssmdiag.agent import reading_from_version_run
@@ -18,17 +19,24 @@ from ssmdiag.platform.base import (
     AgentEnvironment,
     AgentPaths,
     AgentProcess,
+    DiskUsage,
     DomainInfo,
     FileRead,
     OsInfo,
     Platform,
+    RestartHistory,
     ServiceState,
+    TimeService,
+    TimeSync,
     UserAccount,
     VersionReading,
 )
 from ssmdiag.platform.process import ProcResult
 
 SERVICE = "AmazonSSMAgent"
+TIME_SERVICE = "W32Time"
+# Clock sources that mean "not synchronized with anything" in `w32tm /query /status`.
+UNSYNCED_TIME_SOURCES = ("local cmos clock", "free-running system clock")
 SERVICE_KEY = r"HKLM\SYSTEM\CurrentControlSet\Services\AmazonSSMAgent"
 CURRENT_VERSION_KEY = r"HKLM\SOFTWARE\Microsoft\Windows NT\CurrentVersion"
 MACHINE_ENV_KEY = r"HKLM\SYSTEM\CurrentControlSet\Control\Session Manager\Environment"
@@ -67,6 +75,11 @@ class WindowsApi(Protocol):
     def exists(self, path: str) -> bool: ...
     def run(self, argv: list[str], timeout: float) -> ProcResult: ...
     def environ(self, name: str) -> Optional[str]: ...
+    def disk_free(self, path: str) -> Optional[dict[str, Any]]:
+        """GetDiskFreeSpaceEx and GetVolumeInformation of an existing path: {"volume":
+        "C:\\", "total": int, "free": int (all free bytes), "available": int (free to the
+        caller), "filesystem": "NTFS", "read_only": bool}; None when the call fails."""
+        ...
 
 
 def parse_multi_sz_environment(value: Any) -> dict[str, str]:
@@ -147,6 +160,50 @@ def no_proxy_from_bypass(bypass: str) -> tuple[str, list[str]]:
     return ",".join(entries), notes
 
 
+def parse_sc_qfailure(text: str) -> Optional[tuple[Optional[int], list[tuple[str, int]]]]:
+    """`sc.exe qfailure NAME`: (RESET_PERIOD in seconds, [(action, delay ms), ...]) from
+
+        RESET_PERIOD (in seconds)    : 86400
+        FAILURE_ACTIONS              : RESTART -- Delay = 30000 milliseconds.
+                                       RESTART -- Delay = 30000 milliseconds.
+
+    No FAILURE_ACTIONS line means no actions. None when the text is not that block (sc
+    failed: "[SC] OpenService FAILED 1060: ...")."""
+    if "SERVICE_NAME" not in text:
+        return None
+    reset: Optional[int] = None
+    actions: list[tuple[str, int]] = []
+    for line in text.splitlines():
+        key, found, value = line.partition(":")
+        key = key.strip()
+        if found and key.startswith("RESET_PERIOD"):
+            reset = int(value.strip()) if value.strip().isdigit() else None
+            continue
+        entry = value if found and key == "FAILURE_ACTIONS" else line
+        if "-- Delay =" not in entry:
+            continue
+        action, _, delay = entry.partition("-- Delay =")
+        digits = delay.strip().split(" ")[0]
+        if digits.isdigit():
+            actions.append((action.strip().upper(), int(digits)))
+    return reset, actions
+
+
+def parse_w32tm_status(text: str) -> dict[str, str]:
+    """`w32tm /query /status`: `Leap Indicator: 0(no warning)`, `Source: 169.254.169.123,0x9`,
+    `Last Successful Sync Time: ...` lines (English output)."""
+    values: dict[str, str] = {}
+    for line in text.splitlines():
+        key, found, value = line.partition(":")
+        if found and key.strip() and not key.startswith(" "):
+            values.setdefault(key.strip(), value.strip())
+    return values
+
+
+def _seconds_text(ms: int) -> str:
+    return f"{ms // 1000} s" if ms % 1000 == 0 else f"{ms} ms"
+
+
 def parse_netsh_winhttp(text: str) -> tuple[Optional[str], str]:
     """`netsh winhttp show proxy`: (proxy server or None for direct access, bypass list)."""
     server, bypass = None, ""
@@ -205,6 +262,7 @@ class WindowsPlatform(Platform):
             else:
                 note = note_prefix
         data_dir = cfg.agent_data_dir or ntpath.join(data, "InstanceData")
+        # DefaultLogDir = SSMDataPath\Logs (agent/log/logger/log_windows.go:30).
         return AgentPaths(
             (binary,),
             config_file,
@@ -214,6 +272,7 @@ class WindowsPlatform(Platform):
             registration_file=ntpath.join(data_dir, "registration"),
             dhmc_credentials_file=ntpath.join(base, "credentials"),
             config_file_note=note,
+            log_dir=ntpath.join(data, "Logs"),
         )
 
     def _agent_config_choice(self, program_folder: str, binary: str) -> tuple[str, str, str]:
@@ -382,6 +441,90 @@ class WindowsPlatform(Platform):
 
     def sudo_rule_path(self) -> Optional[str]:
         return None
+
+    def disk_usage(self, path: str) -> DiskUsage:
+        measured = ntpath.normpath(path)
+        while not self.api.exists(measured):
+            parent = ntpath.dirname(measured)
+            if parent == measured:
+                return DiskUsage(path, "error", message=f"no part of {path} exists")
+            measured = parent
+        found = self.api.disk_free(measured)
+        if not found:
+            return DiskUsage(
+                path, "error", measured, message=f"GetDiskFreeSpaceEx({measured}) failed"
+            )
+        volume = str(found.get("volume") or ntpath.splitdrive(measured)[0] + "\\")
+        return DiskUsage(
+            path,
+            "ok",
+            measured,
+            mount_point=volume,
+            filesystem=str(found.get("filesystem") or ""),
+            device=volume.lower(),
+            total_bytes=found.get("total"),
+            free_bytes=found.get("free"),
+            available_bytes=found.get("available"),
+            read_only=found.get("read_only"),
+        )
+
+    def agent_restarts(self) -> RestartHistory:
+        service = self.api.service(SERVICE)
+        if service is None:
+            return RestartHistory("scm", SERVICE, "not_found", note=f"no {SERVICE} service")
+        state = str(service.get("state", "unknown"))
+        base = RestartHistory(
+            "scm",
+            SERVICE,
+            "ok",
+            running=state == "running",
+            state_text=state,
+            note="the service control manager does not say how often it restarted the "
+            "agent (the System event log does: Service Control Manager event 7031)",
+        )
+        result = self.api.run(["sc.exe", "qfailure", SERVICE], self.config.subprocess_timeout)
+        parsed = parse_sc_qfailure(result.stdout) if result.outcome == "ok" else None
+        if parsed is None:
+            said = result.describe() if result.outcome != "ok" else f"printed {result.excerpt()!r}"
+            return replace(base, note=f"{base.note}; recovery actions unknown: sc.exe {said}")
+        reset, actions = parsed
+        # The SCM takes action N for the Nth failure and repeats the last one after that
+        # (SERVICE_FAILURE_ACTIONS): only a RESTART last keeps restarting it.
+        restarts = bool(actions) and actions[-1][0] == "RESTART"
+        words = ", ".join(f"{a.lower()} after {_seconds_text(ms)}" for a, ms in actions)
+        if reset is not None and actions:
+            words += f"; failure count reset after {reset} s without failures"
+        return replace(base, restarts_on_failure=restarts, recovery=words or "no actions")
+
+    def time_sync(self) -> TimeSync:
+        service = self.api.service(TIME_SERVICE)
+        if service is None:
+            return TimeSync("scm", (), note=f"no {TIME_SERVICE} service")
+        state = str(service.get("state", "unknown"))
+        start = str(service.get("start_type", "unknown"))
+        services = (
+            TimeService(
+                TIME_SERVICE,
+                state == "running",
+                start in ("auto", "delayed-auto"),
+                f"{state}, start type {start}",
+            ),
+        )
+        result = self.api.run(["w32tm", "/query", "/status"], self.config.subprocess_timeout)
+        values = parse_w32tm_status(result.stdout) if result.outcome == "ok" else {}
+        leap, source = values.get("Leap Indicator", ""), values.get("Source", "")
+        if not leap or not source:
+            said = result.describe() if result.outcome != "ok" else f"printed {result.excerpt()!r}"
+            return TimeSync("scm", services, note=f"w32tm /query /status {said}")
+        unsynced = leap.startswith("3") or source.lower() in UNSYNCED_TIME_SOURCES
+        return TimeSync(
+            "scm",
+            services,
+            synchronized=not unsynced,
+            source=f"w32tm /query /status (Leap Indicator: {leap})",
+            reference=source.split(",")[0],
+            note=f"last successful sync: {values.get('Last Successful Sync Time', 'unknown')}",
+        )
 
 
 def _real_api() -> WindowsApi:

@@ -18,6 +18,7 @@ from ssmdiag.platform.base import FileRead, read_text_file
 if sys.platform == "win32":
     import winreg
 
+    import win32api
     import win32evtlog
     import win32evtlogutil
     import win32net
@@ -25,6 +26,7 @@ if sys.platform == "win32":
     import win32service
 
     _HIVES = {"HKLM": winreg.HKEY_LOCAL_MACHINE, "HKU": winreg.HKEY_USERS}
+    _FILE_READ_ONLY_VOLUME = 0x00080000  # GetVolumeInformation's file system flags
     _START = {2: "auto", 3: "demand", 4: "disabled", 0: "boot", 1: "system"}
     _STATE = {
         1: "stopped",
@@ -148,6 +150,22 @@ if sys.platform == "win32":
 
         def environ(self, name: str) -> Optional[str]:
             return os.environ.get(name)
+
+        def disk_free(self, path: str) -> Optional[dict[str, Any]]:
+            try:
+                volume = win32api.GetVolumePathName(path)
+                available, total, free = win32api.GetDiskFreeSpaceEx(path)
+                _, _, _, flags, filesystem = win32api.GetVolumeInformation(volume)
+            except Exception:  # pywintypes.error: no such volume, not ready, denied
+                return None
+            return {
+                "volume": volume,
+                "total": int(total),
+                "free": int(free),
+                "available": int(available),
+                "filesystem": filesystem,
+                "read_only": bool(flags & _FILE_READ_ONLY_VOLUME),
+            }
 
     _EVENT_TYPES = {
         "info": win32evtlog.EVENTLOG_INFORMATION_TYPE,

@@ -1,5 +1,8 @@
 """A fake WindowsApi fed by captured data (tests/data/windows/*.json): registry values as
-winreg returns them, services as the SCM reports them, command output as printed."""
+winreg returns them, services as the SCM reports them, command output as printed (a
+command's entry is its stdout, or {"stdout": ..., "returncode": N} for one that fails),
+volumes as GetDiskFreeSpaceEx/GetVolumeInformation return them ("volumes": {"C:\\": {...}})
+and directories that exist ("dirs")."""
 
 from __future__ import annotations
 
@@ -70,14 +73,34 @@ class FakeWindowsApi:
         return FileRead(path, "ok", text)
 
     def exists(self, path: str) -> bool:
-        return path in self.data["files"] or path in self.data.get("file_texts", {})
+        if path in self.data["files"] or path in self.data.get("file_texts", {}):
+            return True
+        dirs = {d.lower().rstrip("\\") for d in self.data.get("dirs", [])}
+        return path.lower().rstrip("\\") in dirs or any(
+            d.startswith(path.lower().rstrip("\\") + "\\") for d in dirs
+        )
 
     def run(self, argv: list[str], timeout: float) -> ProcResult:
         self.commands_run.append(list(argv))
         output = self.data["commands"].get(" ".join(argv))
         if output is None:
             return ProcResult(tuple(argv), "not_found", message="not found")
+        if isinstance(output, dict):
+            code = int(output.get("returncode", 0))
+            return ProcResult(
+                tuple(argv), "ok" if code == 0 else "nonzero", code, output.get("stdout", "")
+            )
         return ProcResult(tuple(argv), "ok", 0, output)
+
+    def disk_free(self, path: str) -> Optional[dict[str, Any]]:
+        volumes = self.data.get("volumes", {})
+        # GetVolumePathName: the longest volume mount point above the path.
+        folder = path.lower().rstrip("\\") + "\\"
+        matches = [v for v in volumes if folder.startswith(v.lower())]
+        if not matches:
+            return None
+        volume = max(matches, key=len)
+        return {"volume": volume, **volumes[volume]}
 
     def environ(self, name: str) -> Optional[str]:
         value = self.data["environ"].get(name)
