@@ -14,13 +14,13 @@ AgentVersion, ToolVersion, CheckedAt (ISO 8601 UTC).
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 from typing import Any, Optional
 
 from ssmdiag import __version__
 from ssmdiag.report import Report
+from ssmdiag.safeio import write_atomic
 
 TYPE_NAME = "Custom:SSMDiag"
 FILE_NAME = "SSMDiag.json"
@@ -76,19 +76,6 @@ def write_inventory(directory: str, document: dict[str, Any]) -> None:
     """Atomically (write, fsync, rename): the agent never uploads half a file. Raises
     OSError (permission, full disk) for the caller to report."""
     os.makedirs(directory, mode=0o750, exist_ok=True)
-    target = os.path.join(directory, FILE_NAME)
-    temporary = os.path.join(directory, "." + FILE_NAME + ".tmp")
     body = json.dumps(document, ensure_ascii=False, sort_keys=True).encode("utf-8")
-    fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
-    try:
-        try:
-            if os.write(fd, body) != len(body):
-                raise OSError(28, "short write (disk full?)")
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        os.replace(temporary, target)
-    except OSError:
-        with contextlib.suppress(OSError):
-            os.unlink(temporary)
-        raise
+    # The temporary file starts with "." and ends in ".tmp": the agent uploads *.json only.
+    write_atomic(os.path.join(directory, FILE_NAME), body, 0o644)

@@ -8,6 +8,7 @@ RecursionError on deeply nested input).
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import stat
@@ -45,8 +46,9 @@ def path_problem(path: str) -> str | None:
     return None
 
 
-def read_text(path: str, max_bytes: int = DEFAULT_MAX_BYTES) -> FileRead:
-    """A regular file's text (UTF-8, invalid bytes replaced), at most max_bytes of it."""
+def _open_regular(path: str) -> FileRead | tuple[int, os.stat_result]:
+    """An open descriptor of a regular file and its stat, or why there is none. Opened
+    non-blocking, so a FIFO never blocks the open itself, and refused once seen."""
     problem = path_problem(path)
     if problem:
         return FileRead(path, "error", message=f"the path {problem}")
@@ -61,8 +63,42 @@ def read_text(path: str, max_bytes: int = DEFAULT_MAX_BYTES) -> FileRead:
         return FileRead(path, "error", message=exc.strerror or str(exc))
     try:
         info = os.fstat(fd)
-        if not stat.S_ISREG(info.st_mode):
-            return FileRead(path, "not_regular", message=f"is {_kind(info.st_mode)}, not a file")
+    except OSError as exc:
+        os.close(fd)
+        return FileRead(path, "error", message=exc.strerror or str(exc))
+    if not stat.S_ISREG(info.st_mode):
+        os.close(fd)
+        return FileRead(path, "not_regular", message=f"is {_kind(info.st_mode)}, not a file")
+    return fd, info
+
+
+def write_atomic(path: str, body: bytes, mode: int = 0o640) -> None:
+    """Write, fsync, rename: readers see the old file or the new one, never half of one.
+    Raises OSError (disk full, read-only, permission) for the caller to report; a
+    half-written temporary file is removed."""
+    temporary = os.path.join(os.path.dirname(path), "." + os.path.basename(path) + ".tmp")
+    fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
+    try:
+        try:
+            if os.write(fd, body) != len(body):
+                raise OSError(28, "short write (disk full?)")
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.replace(temporary, path)
+    except OSError:
+        with contextlib.suppress(OSError):
+            os.unlink(temporary)
+        raise
+
+
+def read_text(path: str, max_bytes: int = DEFAULT_MAX_BYTES) -> FileRead:
+    """A regular file's text (UTF-8, invalid bytes replaced), at most max_bytes of it."""
+    opened = _open_regular(path)
+    if isinstance(opened, FileRead):
+        return opened
+    fd, _ = opened
+    try:
         chunks: list[bytes] = []
         left = max_bytes + 1
         while left > 0:
@@ -85,22 +121,11 @@ def read_text(path: str, max_bytes: int = DEFAULT_MAX_BYTES) -> FileRead:
 def read_tail(path: str, max_bytes: int) -> FileRead:
     """The last max_bytes of a regular file (a log still being written is fine: the size
     is taken once, so a growing file never keeps the read going)."""
-    problem = path_problem(path)
-    if problem:
-        return FileRead(path, "error", message=f"the path {problem}")
-    flags = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_NOCTTY", 0)
+    opened = _open_regular(path)
+    if isinstance(opened, FileRead):
+        return opened
+    fd, info = opened
     try:
-        fd = os.open(path, flags)
-    except FileNotFoundError:
-        return FileRead(path, "missing", message="does not exist")
-    except PermissionError:
-        return FileRead(path, "denied", message="permission denied")
-    except OSError as exc:
-        return FileRead(path, "error", message=exc.strerror or str(exc))
-    try:
-        info = os.fstat(fd)
-        if not stat.S_ISREG(info.st_mode):
-            return FileRead(path, "not_regular", message=f"is {_kind(info.st_mode)}, not a file")
         start = max(0, info.st_size - max_bytes)
         os.lseek(fd, start, os.SEEK_SET)
         chunks: list[bytes] = []

@@ -8,7 +8,6 @@ announces everything once, says why, and keeps the bad file for inspection.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import sys
@@ -16,7 +15,7 @@ from collections.abc import Mapping
 from typing import Optional
 
 from ssmdiag.health import HealthState
-from ssmdiag.safeio import loads_json, read_text
+from ssmdiag.safeio import loads_json, read_text, write_atomic
 
 STATE_FILE = "last-status.json"
 _FORMAT = 1
@@ -64,18 +63,4 @@ class StateStore:
         """Write atomically; raises OSError (disk full, read-only) for the caller to report."""
         os.makedirs(self.directory, mode=0o750, exist_ok=True)
         body = json.dumps({"format": _FORMAT, **state.to_dict()}, sort_keys=True).encode()
-        temporary = self.path + ".tmp"
-        fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o640)
-        try:
-            try:
-                if os.write(fd, body) != len(body):
-                    raise OSError(28, "short write (disk full?)")
-                os.fsync(fd)
-            finally:
-                os.close(fd)
-            os.replace(temporary, self.path)
-        except OSError:
-            # The old state stays in place; a half-written temporary file must not.
-            with contextlib.suppress(OSError):
-                os.unlink(temporary)
-            raise
+        write_atomic(self.path, body, 0o640)  # the old state stays if this fails
