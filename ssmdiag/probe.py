@@ -10,10 +10,13 @@ does), plus an optional extra CA bundle.
 
 Bounds: a probe has one deadline (`probe_timeout`) and each phase its own limit
 (`connect_timeout` for TCP, CONNECT and TLS); reads are checked against the deadline
-between reads, so a peer that drips a byte at a time cannot stretch a probe. Only the
-status line and headers of an answer are read, at most 64 KiB (`MAX_HEAD`); the body
-never. The name lookup runs on a daemon thread (getaddrinfo has no timeout), probes
-run on daemon threads: nothing a probe starts can hold the process at exit.
+between reads, so a peer that drips a byte at a time cannot stretch a probe. The status
+line and headers of an answer are read, at most 64 KiB (`MAX_HEAD`); the body only when
+the answer carries no AWS request id (at most 4 KiB within 1 s, to tell a web filter's
+page from an AWS answer). A refused certificate is read on a second connection over the
+same path (no data sent), within `connect_timeout`. The name lookup runs on a daemon
+thread (getaddrinfo has no timeout), probes run on daemon threads: nothing a probe
+starts can hold the process at exit.
 """
 
 from __future__ import annotations
@@ -31,7 +34,7 @@ import time
 import traceback
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import timezone
+from datetime import datetime, timezone
 from typing import Any, Optional
 from urllib.parse import unquote, urlsplit
 
@@ -41,7 +44,7 @@ from ssmdiag.httpwire import HeadError as _HeadError
 from ssmdiag.httpwire import parse_head as _parse_head
 from ssmdiag.httpwire import read_head as _read_head
 from ssmdiag.httpwire import send as _send
-from ssmdiag.proxy import ProxySettings, ProxyURL
+from ssmdiag.proxy import ProxySettings, ProxyURL, parse_proxy_url
 
 MAX_HEAD = httpwire.MAX_HEAD
 MAX_PENDING_LOOKUPS = 16  # name lookups still waiting (each on its own thread) before refusing more
@@ -61,9 +64,21 @@ class ProbeResult:
     phases: dict[str, dict[str, Any]] = field(default_factory=dict)
     failure: Optional[str] = None  # a code from FAILURES, None when the path works
     message: str = ""
+    # The endpoint's own addresses, as this node resolved them; empty through a proxy
+    # (the agent resolves only the proxy, and the proxy resolves the endpoint).
     addresses: list[str] = field(default_factory=list)
     private_addresses: bool = False
+    proxy_url: Optional[ProxyURL] = None  # the proxy connected to (never its credentials)
+    proxy_addresses: list[str] = field(default_factory=list)  # the proxy's, through a proxy
+    # A proxy is configured for this URL's scheme, but this no_proxy entry sends it direct.
+    no_proxy_entry: Optional[str] = None
+    bypassed_proxy: Optional[str] = None  # that proxy (display form)
+    certificate: Optional[CertificateInfo] = None  # the refused one, read on a 2nd connection
     http_status: Optional[int] = None
+    # Whether the answer came from AWS: True with an AWS request id header, False without
+    # one, None when no HTTP answer came. `answer` has what the answer says about its sender.
+    from_aws: Optional[bool] = None
+    answer: dict[str, Any] = field(default_factory=dict)
     server_date: Optional[float] = None  # epoch seconds from the Date header
     server_date_raw: Optional[str] = None  # the Date header as received (shortened)
     local_time_at_answer: Optional[float] = None
@@ -71,6 +86,12 @@ class ProbeResult:
     @property
     def ok(self) -> bool:
         return self.failure is None
+
+    def resolved_by(self) -> Optional[str]:
+        """Who resolved the endpoint's name: this node, or (through a proxy) the proxy."""
+        if self.proxy_addresses:
+            return "proxy"
+        return "node" if self.addresses else None
 
     def to_details(self) -> dict[str, Any]:
         return {
@@ -82,19 +103,24 @@ class ProbeResult:
             "signing_region": self.endpoint.signing_region or None,
             "notes": list(self.endpoint.notes),
             "proxy": self.proxy,
+            "resolved_by": self.resolved_by(),
             "addresses": self.addresses,
             "private_addresses": self.private_addresses,
+            "proxy_addresses": self.proxy_addresses,
+            "no_proxy_entry": self.no_proxy_entry,
             "phases": self.phases,
             "failure": self.failure,
             "http_status": self.http_status,
+            "from_aws": self.from_aws,
         }
 
 
 class _Failed(Exception):
-    def __init__(self, code: str, message: str) -> None:
+    def __init__(self, code: str, message: str, verify_code: Optional[int] = None) -> None:
         super().__init__(message)
         self.code = code
         self.message = message
+        self.verify_code = verify_code  # OpenSSL's X509_V_ERR_* when a certificate was refused
 
 
 def _stamp(path: Optional[str]) -> Optional[tuple[int, int]]:
@@ -169,21 +195,140 @@ def _name(data: bytes, start: int, end: int) -> str:
             label = _NAME_OIDS.get(data[oid_s:oid_e])
             if oid_tag == 6 and label:
                 parts.append(f"{label}={data[val_s:val_e].decode('utf-8', 'replace')}")
-    return ", ".join(parts) or "(empty name)"
+    joined = ", ".join(parts) or "(empty name)"
+    return joined if len(joined) <= 200 else joined[:197] + "..."  # a peer's input
 
 
 def certificate_names(der: bytes) -> tuple[str, str]:
     """(subject, issuer) of a DER certificate; ('?', '?') when it cannot be read."""
+    info = certificate_info(der)
+    return info.subject, info.issuer
+
+
+@dataclass(frozen=True)
+class CertificateInfo:
+    """What a certificate says about itself: enough to tell why it was refused."""
+
+    subject: str = "?"
+    issuer: str = "?"
+    not_before: Optional[float] = None  # epoch seconds
+    not_after: Optional[float] = None
+    dns_names: tuple[str, ...] = ()  # subjectAltName dNSName entries
+    ip_addresses: tuple[str, ...] = ()  # subjectAltName iPAddress entries
+
+    def names(self) -> tuple[str, ...]:
+        """The names it is for: its subjectAltNames, else the CN of its subject."""
+        if self.dns_names or self.ip_addresses:
+            return self.dns_names + self.ip_addresses
+        common = [p[3:] for p in self.subject.split(", ") if p.startswith("CN=")]
+        return tuple(common)
+
+    def holder(self) -> str:
+        """Whose certificate it is, shortly: its CN, else its whole subject."""
+        common = [p for p in self.subject.split(", ") if p.startswith("CN=")]
+        return common[0] if common else self.subject
+
+    def to_details(self) -> dict[str, Any]:
+        return {
+            "subject": self.subject,
+            "issuer": self.issuer,
+            "not_before": utc_text(self.not_before),
+            "not_after": utc_text(self.not_after),
+            "names": list(self.names()[:MAX_CERT_NAMES]),
+        }
+
+
+MAX_CERT_NAMES = 20  # names kept from a subjectAltName (a hostile one may hold thousands)
+_SAN_OID = b"\x55\x1d\x11"  # 2.5.29.17
+
+
+def _der_time(tag: int, raw: bytes) -> Optional[float]:
+    """UTCTime (YYMMDDHHMMSSZ) or GeneralizedTime (YYYYMMDDHHMMSSZ) as epoch seconds."""
+    text = raw.decode("ascii")
+    if tag == 0x17 and len(text) == 13:
+        year = int(text[:2])
+        year += 1900 if year >= 50 else 2000  # RFC 5280 4.1.2.5.1
+        rest = text[2:]
+    elif tag == 0x18 and len(text) == 15:
+        year, rest = int(text[:4]), text[4:]
+    else:
+        return None
+    if not rest.endswith("Z") or not rest[:-1].isdigit():
+        return None
+    month, day, hour, minute, second = (int(rest[i : i + 2]) for i in range(0, 10, 2))
+    moment = datetime(year, month, day, hour, minute, second, tzinfo=timezone.utc)
+    return moment.timestamp()
+
+
+def _san(der: bytes, start: int, end: int) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """(dNSNames, iPAddresses) of a subjectAltName extension's value (GeneralNames)."""
+    dns: list[str] = []
+    ips: list[str] = []
+    _, seq_s, seq_e = _der(der, start)
+    for tag, body, stop in _children(der, seq_s, min(seq_e, end)):
+        if len(dns) + len(ips) >= MAX_CERT_NAMES:
+            break
+        if tag == 0x82:  # [2] dNSName
+            dns.append(der[body:stop].decode("ascii", "replace")[:253])
+        elif tag == 0x87 and stop - body in (4, 16):  # [7] iPAddress
+            ips.append(str(ipaddress.ip_address(der[body:stop])))
+    return tuple(dns), tuple(ips)
+
+
+def certificate_info(der: bytes) -> CertificateInfo:
+    """Subject, issuer, validity and subjectAltNames of a DER certificate; whatever cannot
+    be read stays unknown ('?', None, ()): a certificate is a peer's input."""
     try:
         _, cert_s, cert_e = _der(der, 0)
         _, tbs_s, tbs_e = _children(der, cert_s, cert_e)[0]
         fields = _children(der, tbs_s, tbs_e)
         if fields[0][0] == 0xA0:  # explicit version
             fields = fields[1:]
-        issuer, subject = fields[2], fields[4]
-        return _name(der, subject[1], subject[2]), _name(der, issuer[1], issuer[2])
+        issuer, validity, subject = fields[2], fields[3], fields[4]
+        info = CertificateInfo(_name(der, subject[1], subject[2]), _name(der, issuer[1], issuer[2]))
     except (IndexError, ValueError):
-        return "?", "?"
+        return CertificateInfo()
+    try:
+        times = _children(der, validity[1], validity[2])[:2]
+        not_before, not_after = (_der_time(tag, der[s:e]) for tag, s, e in times)
+    except (IndexError, ValueError, OverflowError):
+        not_before = not_after = None
+    dns_names: tuple[str, ...] = ()
+    ip_addresses: tuple[str, ...] = ()
+    try:
+        for tag, start, stop in fields[6:]:
+            if tag != 0xA3:  # [3] extensions
+                continue
+            _, exts_s, exts_e = _der(der, start)
+            for _, ext_s, ext_e in _children(der, exts_s, min(exts_e, stop)):
+                parts = _children(der, ext_s, ext_e)
+                if parts and der[parts[0][1] : parts[0][2]] == _SAN_OID:
+                    value = parts[-1]  # extnValue, an OCTET STRING holding GeneralNames
+                    dns_names, ip_addresses = _san(der, value[1], value[2])
+    except (IndexError, ValueError):
+        pass
+    return CertificateInfo(
+        info.subject, info.issuer, not_before, not_after, dns_names, ip_addresses
+    )
+
+
+def utc_text(stamp: Optional[float]) -> Optional[str]:
+    """An epoch time as users read it: 2024-01-31 12:00 UTC."""
+    if stamp is None:
+        return None
+    try:
+        return datetime.fromtimestamp(stamp, timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    except (OverflowError, OSError, ValueError):
+        return None
+
+
+def _span(seconds: float) -> str:
+    """A duration as users read it: 3 days, 5 h, 12 min, 40 s."""
+    seconds = abs(seconds)
+    for unit, size in (("days", 86400), ("h", 3600), ("min", 60)):
+        if seconds >= 2 * size or (unit != "days" and seconds >= size):
+            return f"{seconds / size:.0f} {unit}"
+    return f"{seconds:.0f} s"
 
 
 # --- small helpers ---------------------------------------------------------------------------
@@ -433,9 +578,11 @@ def _tls(
         tls.do_handshake()
     except ssl.SSLCertVerificationError as exc:
         tls.close()
+        code = _VERIFY_CODES.get(exc.verify_code, "tls_untrusted")
         raise _Failed(
-            "tls_untrusted",
+            code,
             f"TLS certificate of {host} is not trusted ({exc.verify_message})",
+            exc.verify_code,
         ) from None
     except (socket.timeout, TimeoutError):
         tls.close()
@@ -453,15 +600,26 @@ def _tls(
     return tls
 
 
-def _untrusted_issuer(
+# OpenSSL's verify codes (X509_V_ERR_*) that name a cause other than an unknown issuer.
+_VERIFY_CODES = {
+    9: "tls_not_yet_valid",  # CERT_NOT_YET_VALID
+    10: "tls_expired",  # CERT_HAS_EXPIRED
+    62: "tls_name_mismatch",  # HOSTNAME_MISMATCH
+    64: "tls_name_mismatch",  # IP_ADDRESS_MISMATCH
+}
+CERTIFICATE_FAILURES = ("tls_untrusted", "tls_expired", "tls_not_yet_valid", "tls_name_mismatch")
+
+
+def _refused_certificate(
     addresses: Sequence[str],
     endpoint: Endpoint,
     proxy: Optional[ProxyURL],
     raw_proxy: Optional[str],
     until: float,
-) -> str:
-    """Look once more, without verifying, only to name who issued the untrusted certificate
-    (Python cannot show the chain of a handshake that failed verification)."""
+) -> CertificateInfo:
+    """Look once more, without verifying, only to read the refused certificate (Python
+    cannot show the certificate of a handshake that failed verification): a second
+    connection on the same path, bounded by `until`, that sends no data."""
     sock: Optional[socket.socket] = None
     try:
         sock = _connect(addresses, proxy.port if proxy else endpoint.port, until, "again")
@@ -469,18 +627,47 @@ def _untrusted_issuer(
             _connect_tunnel(sock, proxy, raw_proxy, endpoint, until)
         context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
         context.check_hostname = False
-        context.verify_mode = ssl.CERT_NONE  # a look at the issuer only; no data is sent
+        context.verify_mode = ssl.CERT_NONE  # a look at the certificate only; no data is sent
         left = until - time.monotonic()
         if left <= 0:
-            return "?"
+            return CertificateInfo()
         sock.settimeout(left)
         with context.wrap_socket(sock, server_hostname=endpoint.host) as tls:
-            return certificate_names(tls.getpeercert(binary_form=True) or b"")[1]
+            return certificate_info(tls.getpeercert(binary_form=True) or b"")
     except (_Failed, OSError, ssl.SSLError, ValueError):
-        return "?"
+        return CertificateInfo()
     finally:
         if sock is not None:
             sock.close()
+
+
+def _certificate_message(failure: _Failed, endpoint: Endpoint, cert: CertificateInfo) -> str:
+    """What is wrong with the refused certificate, in the words that lead to the fix."""
+    host = _shown(endpoint.host)
+    now = time.time()
+    whose = f"{cert.holder()}, issued by {cert.issuer}"
+    if failure.code == "tls_expired":
+        if cert.not_after is None:
+            return f"TLS certificate of {host} ({whose}) has expired"
+        return (
+            f"TLS certificate of {host} ({whose}) expired on {utc_text(cert.not_after)}, "
+            f"{_span(now - cert.not_after)} ago by this node's clock ({utc_text(now)})"
+        )
+    if failure.code == "tls_not_yet_valid":
+        if cert.not_before is None:
+            return f"TLS certificate of {host} ({whose}) is not valid yet by this node's clock"
+        return (
+            f"TLS certificate of {host} ({whose}) is valid only from {utc_text(cert.not_before)}, "
+            f"{_span(cert.not_before - now)} after this node's clock ({utc_text(now)})"
+        )
+    if failure.code == "tls_name_mismatch":
+        names = ", ".join(cert.names()[:6]) or "no names"
+        more = f" and {len(cert.names()) - 6} more" if len(cert.names()) > 6 else ""
+        return (
+            f"TLS certificate presented for {host} is for {names}{more} (issued by "
+            f"{cert.issuer}), not for {host}: the name leads to another endpoint"
+        )
+    return f"{failure.message}; certificate issued by {cert.issuer}"
 
 
 def _request(endpoint: Endpoint, absolute: bool, raw_proxy: Optional[str]) -> bytes:
@@ -502,8 +689,9 @@ def _request(endpoint: Endpoint, absolute: bool, raw_proxy: Optional[str]) -> by
 
 def _http(
     sock: socket.socket, endpoint: Endpoint, until: float, absolute: bool, raw_proxy: Optional[str]
-) -> tuple[int, dict[str, str]]:
-    """GET / on the connection the earlier phases measured; (status, headers)."""
+) -> tuple[int, dict[str, str], bytes]:
+    """GET / on the connection the earlier phases measured; (status, headers, the bytes
+    of the body that came with the headers)."""
     span = until - time.monotonic()
     what = f"{endpoint.scheme.upper()} answer from {_shown(endpoint.host)}"
     try:
@@ -513,7 +701,7 @@ def _http(
             head, rest = _read_head(sock, until, rest)
             status, _, headers = _parse_head(head)
             if not 100 <= status < 200 or status == 101:
-                return status, headers
+                return status, headers, rest
         raise _HeadError("not_http", head)
     except (socket.timeout, TimeoutError):
         raise _Failed(
@@ -556,6 +744,96 @@ def _http(
         ) from None
 
 
+# Every AWS service answer carries one of these (JSON and query APIs, API Gateway-fronted
+# services such as ssmmessages: x-amzn-RequestId; S3: x-amz-request-id and x-amz-id-2).
+# A web filter's block page, a captive portal or a proxy's own error page carries none.
+AWS_REQUEST_ID_HEADERS = ("x-amzn-requestid", "x-amz-request-id", "x-amzn-request-id", "x-amz-id-2")
+MAX_BODY_LOOK = 4096  # bytes of a body read to tell a web page from an AWS answer
+BODY_LOOK_TIME = 1.0  # seconds at most spent reading them
+_REDIRECTS = (301, 302, 303, 307, 308)
+
+
+def _body_prefix(sock: socket.socket, data: bytes, headers: dict[str, str], until: float) -> bytes:
+    """At most MAX_BODY_LOOK bytes of the body, read before `until`; never raises (what
+    came is what there is: a stalled or reset body ends the look, not the probe)."""
+    buffer = bytearray(data[:MAX_BODY_LOOK])
+    wanted = headers.get("content-length", "")
+    length = int(wanted) if wanted.isascii() and wanted.isdigit() else None
+    limit = MAX_BODY_LOOK if length is None else min(length, MAX_BODY_LOOK)
+    while len(buffer) < limit:
+        left = until - time.monotonic()
+        if left <= 0:
+            break
+        try:
+            sock.settimeout(left)
+            chunk = sock.recv(limit - len(buffer))
+        except (OSError, ValueError):  # socket.timeout and ssl errors are OSErrors
+            break
+        if not chunk:
+            break
+        buffer += chunk
+    return bytes(buffer[:limit])
+
+
+def _printable(value: str, limit: int = 100) -> str:
+    """A peer's text shortened to one line of printable characters."""
+    text = " ".join("".join(c if c.isprintable() else " " for c in value).split())
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _answer_facts(status: int, headers: dict[str, str], body: bytes) -> dict[str, Any]:
+    """What an answer without an AWS request id says about who sent it."""
+    facts: dict[str, Any] = {}
+    for name in ("server", "via", "content-type", "location"):
+        if headers.get(name):
+            facts[name.replace("-", "_")] = _printable(headers[name], 200)
+    lowered = body[:MAX_BODY_LOOK].lower()
+    facts["html"] = (
+        "html" in headers.get("content-type", "").lower()
+        or lowered.lstrip().startswith(b"<!doctype html")
+        or b"<html" in lowered
+    )
+    start = lowered.find(b"<title")
+    if start >= 0:
+        open_end = lowered.find(b">", start)
+        close = lowered.find(b"</title", open_end)
+        if 0 <= open_end < close:
+            title = body[open_end + 1 : close].decode("utf-8", "replace")
+            facts["title"] = _printable(title, 80) or None
+    facts["redirect"] = status in _REDIRECTS and bool(headers.get("location"))
+    return facts
+
+
+def middlebox(facts: dict[str, Any], tls: dict[str, Any]) -> str:
+    """Who answered instead of AWS, as far as the answer and its certificate say."""
+    named = []
+    if facts.get("server") and facts["server"].lower() not in ("server", "amazonaws.com"):
+        named.append(f"Server: {_printable(facts['server'], 80)}")
+    if facts.get("via"):
+        named.append(f"Via: {_printable(facts['via'], 80)}")
+    issuer = str(tls.get("issuer") or "")
+    if issuer and issuer != "?" and "amazon" not in issuer.lower():
+        named.append(f"its TLS certificate issued by {issuer}, which this node trusts")
+    return "; ".join(named)
+
+
+def _not_aws_message(
+    endpoint: Endpoint, status: int, facts: dict[str, Any], tls: dict[str, Any]
+) -> str:
+    host = _shown(endpoint.host)
+    if facts.get("html"):
+        title = f" {facts['title']!r}" if facts.get("title") else ""
+        kind = f" ({facts['content_type']})" if facts.get("content_type") else ""
+        what = f"an HTML page{title}{kind}"
+    else:
+        what = f"a redirect to {_printable(str(facts.get('location')), 120)}"
+    who = middlebox(facts, tls)
+    return (
+        f"{host} answered HTTP {status} with {what} and no AWS request id: a web filter, "
+        f"captive portal or proxy answers, not AWS" + (f" ({who})" if who else "")
+    )
+
+
 def probe(endpoint: Endpoint, proxies: ProxySettings, settings: ProbeSettings) -> ProbeResult:
     """Never raises: every failure, even a bug of ours, is this endpoint's result."""
     result = ProbeResult(endpoint)
@@ -592,12 +870,12 @@ def _probe(result: ProbeResult, proxies: ProxySettings, settings: ProbeSettings)
 
     proxy = proxies.proxy_for(_url(endpoint))
     # Go's ProxyFromEnvironment: https_proxy for https URLs, http_proxy for http URLs.
-    raw_proxy = (
-        (proxies.https_proxy if endpoint.scheme == "https" else proxies.http_proxy)
-        if proxy
-        else None
-    )
+    setting = proxies.https_proxy if endpoint.scheme == "https" else proxies.http_proxy
+    raw_proxy = setting if proxy else None
     result.proxy = proxy.display() if proxy else None
+    result.proxy_url = proxy
+    if proxy is None and setting:
+        _note_bypass(result, proxies, setting)
     try:
         context = trust_context(settings.ca_bundle)
     except (OSError, ssl.SSLError) as exc:
@@ -628,46 +906,67 @@ def _probe(result: ProbeResult, proxies: ProxySettings, settings: ProbeSettings)
         # With a proxy the agent resolves only the proxy; the proxy resolves the endpoint.
         lookup_host = proxy.host if proxy else endpoint.host
         lookup_port = proxy.port if proxy else endpoint.port
-        addresses = _resolve(lookup_host, lookup_port, until(settings.probe_timeout))
-        result.addresses = addresses
-        if not proxy:
+        try:
+            addresses = _resolve(lookup_host, lookup_port, until(settings.probe_timeout))
+        except _Failed as failure:
+            if proxy and failure.code.startswith("dns_"):
+                raise _Failed(
+                    "proxy_dns", f"the agent's proxy {proxy.display()}: {failure.message}"
+                ) from None
+            raise
+        if proxy:
+            result.proxy_addresses = addresses
+            done("dns", host=lookup_host, addresses=addresses, of="proxy")
+        else:
+            result.addresses = addresses
             result.private_addresses = all(_is_private(a) for a in addresses)
-        done("dns", host=lookup_host, addresses=addresses)
+            done("dns", host=lookup_host, addresses=addresses)
         phase = "tcp"
-        sock = _connect(
-            addresses,
-            lookup_port,
-            until(settings.connect_timeout),
-            f"proxy {proxy.display()}" if proxy else _shown(endpoint.host),
-        )
+        try:
+            sock = _connect(
+                addresses,
+                lookup_port,
+                until(settings.connect_timeout),
+                f"proxy {proxy.display()}" if proxy else _shown(endpoint.host),
+            )
+        except _Failed as failure:
+            raise _connect_failure(failure, result) from None
         done("tcp", peer=str(sock.getpeername()[0]))
         # Plain http through a proxy: the request itself goes to the proxy (absolute form).
         absolute = bool(proxy and raw_proxy and endpoint.scheme == "http")
         if proxy and raw_proxy and endpoint.scheme == "https":
             phase = "proxy"
             _connect_tunnel(sock, proxy, raw_proxy, endpoint, until(settings.connect_timeout))
-            done("proxy", proxy=proxy.display())
+            done("proxy", proxy=proxy.display(), resolved_by="proxy")
         if endpoint.scheme == "https":
             phase = "tls"
             plain, sock = sock, None  # _tls owns it now, and closes it when it fails
             try:
                 tls = _tls(plain, endpoint, context, until(settings.connect_timeout))
             except _Failed as failure:
-                if failure.code == "tls_untrusted":
-                    issuer = "?"
+                if failure.code in CERTIFICATE_FAILURES:
+                    cert = CertificateInfo()
                     look_until = min(time.monotonic() + settings.connect_timeout, deadline)
                     if time.monotonic() < look_until:
-                        issuer = _untrusted_issuer(
-                            result.addresses, endpoint, proxy, raw_proxy, look_until
+                        cert = _refused_certificate(
+                            addresses, endpoint, proxy, raw_proxy, look_until
                         )
-                    result.phases["tls"] = {"ok": False, "issuer": issuer}
-                    failure.message += f"; certificate issued by {issuer}"
+                    result.certificate = cert
+                    result.phases["tls"] = {
+                        "ok": False,
+                        "issuer": cert.issuer,
+                        "verify_code": failure.verify_code,
+                        "certificate": cert.to_details(),
+                    }
+                    failure.message = _certificate_message(failure, endpoint, cert)
                 raise
             sock = tls
             subject, issuer = certificate_names(tls.getpeercert(binary_form=True) or b"")
             done("tls", version=tls.version(), subject=subject, issuer=issuer)
         phase = "http"
-        status, headers = _http(sock, endpoint, until(settings.probe_timeout), absolute, raw_proxy)
+        status, headers, rest = _http(
+            sock, endpoint, until(settings.probe_timeout), absolute, raw_proxy
+        )
         result.local_time_at_answer = time.time()
         result.http_status = status
         date = headers.get("date")
@@ -684,6 +983,21 @@ def _probe(result: ProbeResult, proxies: ProxySettings, settings: ProbeSettings)
                 "proxy_auth_required",
                 f"proxy {proxy.display() if proxy else '?'} requires authentication (407)",
             )
+        request_id = next((h for h in AWS_REQUEST_ID_HEADERS if headers.get(h)), None)
+        info["aws_request_id"] = request_id
+        result.from_aws = request_id is not None
+        if request_id is None:
+            look = min(until(settings.probe_timeout), time.monotonic() + BODY_LOOK_TIME)
+            facts = _answer_facts(status, headers, _body_prefix(sock, rest, headers, look))
+            result.answer = facts
+            info["answer"] = facts
+            if facts["html"] or facts["redirect"]:
+                # A middlebox's page proves nothing about the path to AWS, nor its clock.
+                result.server_date = result.server_date_raw = None
+                raise _Failed(
+                    "http_not_aws",
+                    _not_aws_message(endpoint, status, facts, result.phases.get("tls", {})),
+                )
         done("http", **info)
     except _Failed as failure:
         result.failure, result.message = failure.code, failure.message
@@ -698,6 +1012,35 @@ def _probe(result: ProbeResult, proxies: ProxySettings, settings: ProbeSettings)
     finally:
         if sock is not None:
             sock.close()
+
+
+def _note_bypass(result: ProbeResult, proxies: ProxySettings, setting: str) -> None:
+    """A proxy is set for this scheme but not used for this host: say which no_proxy
+    entry sends it direct (Go's rules, ssmdiag/proxy.py)."""
+    route = proxies.route(_url(result.endpoint))
+    if route.kind != "direct" or not route.reason.startswith("no_proxy: "):
+        return
+    result.no_proxy_entry = route.reason[len("no_proxy: ") :]
+    try:
+        result.bypassed_proxy = parse_proxy_url(setting).display()
+    except ValueError:
+        result.bypassed_proxy = "(the configured proxy)"
+
+
+def _connect_failure(failure: _Failed, result: ProbeResult) -> _Failed:
+    """A TCP failure named for what was dialled: the agent's proxy, or the endpoint that
+    no_proxy sends direct although a proxy is configured."""
+    if result.proxy_url is not None:
+        code = "proxy_down" if failure.code == "connection_refused" else "proxy_unreachable"
+        return _Failed(code, failure.message)
+    if result.no_proxy_entry is not None:
+        return _Failed(
+            "proxy_bypassed",
+            f"{failure.message}; the agent's proxy {result.bypassed_proxy} is not used for "
+            f"{_shown(result.endpoint.host)}: no_proxy entry {result.no_proxy_entry!r} sends "
+            "it direct",
+        )
+    return failure
 
 
 def _is_private(address: str) -> bool:

@@ -2,13 +2,23 @@
 
 from __future__ import annotations
 
+import ipaddress
+import time
 from typing import Callable, Optional
 
 from ssmdiag.checks.base import Check, Context
+from ssmdiag.checks.network_proxy import WHERE_TO_SET
 from ssmdiag.endpoints import AGENT_CONFIG_KEY, Endpoint, EndpointPlan
 from ssmdiag.partitions import SERVICES
-from ssmdiag.probe import ProbeResult
-from ssmdiag.report import Finding, error, fail, ok, warn
+from ssmdiag.probe import (
+    CERTIFICATE_FAILURES,
+    CertificateInfo,
+    ProbeResult,
+    middlebox,
+    utc_text,
+)
+from ssmdiag.proxy import ProxySettings
+from ssmdiag.report import Finding, fail, ok, skip, warn
 from ssmdiag.versions import AgentVersion
 
 # From this agent version ec2messages is not polled once ssmmessages is connected.
@@ -32,6 +42,18 @@ REMEDIATION = {
     "connection_refused": "Something actively refused port 443: a host firewall (iptables, "
     "nftables) or a wrong endpoint override; check both.",
     "connection_error": "The TCP connection failed: check the route and the host firewall.",
+    "proxy_down": "Nothing listens at the agent's proxy: start the proxy, or correct the host "
+    "and port in the agent's https_proxy where the agent's environment is set.",
+    "proxy_unreachable": "The agent's proxy does not answer: check that it is up and that this "
+    "node may reach it (security group, network ACL, route), or correct the agent's "
+    "https_proxy.",
+    "proxy_dns": "The agent's proxy host does not resolve: correct the host in the agent's "
+    "https_proxy, or its DNS record.",
+    "proxy_bypassed": "A proxy is configured but no_proxy sends {host} direct, and the direct "
+    "path is closed: remove the matching entry from the agent's no_proxy, or open the "
+    "direct path to {host}:443.",
+    "vpc_endpoint_missing": "{host} resolves publicly while the other endpoints use interface "
+    "VPC endpoints: create this service's interface VPC endpoint with private DNS enabled.",
     "proxy_refused": "The agent's proxy refused the tunnel to {host}: allow CONNECT to "
     "{host}:443 on the proxy, or add the host to the agent's no_proxy.",
     "proxy_auth_required": "The proxy wants credentials: put them in the agent's https_proxy "
@@ -45,12 +67,22 @@ REMEDIATION = {
     "tls_untrusted": "The certificate is not trusted by this node's trust store: a proxy or "
     "firewall is intercepting TLS (exempt {host} from inspection) or the Amazon Trust "
     "Services roots are missing (update ca-certificates).",
+    "tls_expired": "The certificate of {host} has expired: AWS endpoints never serve expired "
+    "certificates, so something else answers for {host} (renew its certificate or point the "
+    "name back at AWS), or this node's clock is far ahead (see clock.skew).",
+    "tls_not_yet_valid": "The certificate of {host} is not valid yet by this node's clock: the "
+    "clock is behind; set it right (see clock.skew, chrony or systemd-timesyncd).",
+    "tls_name_mismatch": "The certificate presented for {host} is for other names: a private "
+    "hosted zone, /etc/hosts entry or endpoint override points {host} at another endpoint; "
+    "point it at this service (enable the VPC endpoint's private DNS).",
     "tls_timeout": "The TLS handshake stalled: a middlebox accepts TCP but does not pass TLS; "
     "check firewall TLS inspection or MTU issues.",
     "tls_failed": "The TLS handshake failed: check TLS inspection and the system's OpenSSL "
     "policy (update-crypto-policies).",
     "http_error": "TLS works but the HTTPS request failed: check the proxy and any "
     "HTTP-level filtering for {host}.",
+    "http_not_aws": "A web filter, captive portal or proxy answers {host} instead of AWS: "
+    "allow {host} in its policy and exempt it from TLS inspection.",
     "http_timeout": "The connection works but the HTTP answer from {host} stalls or crawls: "
     "a proxy or firewall that inspects or filters HTTPS holds it back; exempt {host} from "
     "inspection, or check that middlebox.",
@@ -69,19 +101,229 @@ REMEDIATION = {
 }
 
 
-def _summary(result: ProbeResult) -> str:
-    phases = result.phases
+def _label(addresses: list[str], *, endpoint: bool) -> str:
+    """private / public / private and public, for addresses as resolved."""
+    kinds = {_kind(a) for a in addresses}
+    if kinds == {"private"}:
+        return "private, VPC endpoint" if endpoint else "private"
+    if kinds == {"public"}:
+        return "public"
+    return " and ".join(sorted(kinds))
+
+
+def _kind(address: str) -> str:
+    try:
+        ip = ipaddress.ip_address(address)
+    except ValueError:
+        return "unknown"
+    if ip.is_global:
+        return "public"
+    return "private" if ip.is_private else "reserved"
+
+
+def _summary(result: ProbeResult, others: str = "") -> str:
     parts = []
-    if "dns" in phases and result.addresses:
-        where = "private, VPC endpoint" if result.private_addresses else "public"
-        parts.append(f"{', '.join(result.addresses[:2])} ({where})")
     if result.proxy:
-        parts.append(f"via proxy {result.proxy}")
-    tls = phases.get("tls", {})
+        where = ""
+        if result.proxy_addresses:
+            shown = ", ".join(result.proxy_addresses[:2])
+            where = f" ({shown}, {_label(result.proxy_addresses, endpoint=False)})"
+        parts.append(f"via proxy {result.proxy}{where}, which resolved the endpoint")
+    elif result.addresses:
+        shown = ", ".join(result.addresses[:2])
+        label = _label(result.addresses, endpoint=True)
+        if others:
+            label += f", while {others} resolve to VPC endpoints"
+        parts.append(f"{shown} ({label})")
+    tls = result.phases.get("tls", {})
     if tls.get("version"):
         parts.append(f"{tls['version']}")
     parts.append(f"HTTP {result.http_status}")
     return f"{result.endpoint.host} reachable: " + ", ".join(parts)
+
+
+def _private_peers(service: str, probes: dict[str, ProbeResult]) -> list[str]:
+    """The other Session Manager endpoints this node resolves (directly) to private
+    addresses: the VPC has interface endpoints for them."""
+    return [
+        other
+        for other in SERVICES
+        if other != service
+        and other in probes
+        and probes[other].addresses
+        and not probes[other].proxy
+        and all(_kind(a) == "private" for a in probes[other].addresses)
+    ]
+
+
+def _public_among_private(service: str, result: ProbeResult, probes: dict[str, ProbeResult]) -> str:
+    """'ssm and ec2messages' when this endpoint resolves only to public addresses while
+    those resolve to VPC endpoints; '' otherwise."""
+    if service not in SERVICES or result.proxy or not result.addresses:
+        return ""
+    if not all(_kind(a) == "public" for a in result.addresses):
+        return ""
+    return " and ".join(_private_peers(service, probes))
+
+
+def _proxy_place(ctx: Context) -> str:
+    """Where the agent's proxy is set on this platform, and where ssmdiag read it."""
+    _, env = ctx.fact("proxies")
+    where = WHERE_TO_SET.get(ctx.platform.family, WHERE_TO_SET["linux"])
+    # Windows: the service's environment wins over these (proxy_windows.go), so either
+    # place fixes it.
+    elsewhere = {
+        "WinHTTP default proxy": "`netsh winhttp show proxy` / `netsh winhttp set proxy`",
+        "LocalSystem Internet Settings": "HKU\\S-1-5-18\\Software\\Microsoft\\Windows"
+        "\\CurrentVersion\\Internet Settings (ProxyServer, ProxyOverride)",
+    }.get(env.source)
+    if elsewhere:
+        return (
+            f"{where} (that setting wins over the {env.source} the agent uses now; or "
+            f"change that: {elsewhere})"
+        )
+    return f"{where} (ssmdiag read the agent's proxy from {env.source})"
+
+
+def _variable(result: ProbeResult) -> str:
+    return "https_proxy" if result.endpoint.scheme == "https" else "http_proxy"
+
+
+def _diagnose(
+    ctx: Context, service: str, result: ProbeResult, probes: dict[str, ProbeResult], region: str
+) -> tuple[str, str, str]:
+    """(failure class, summary, fix) of a probe that failed."""
+    code = result.failure or "unknown"
+    host = result.endpoint.host
+    generic = REMEDIATION.get(code, "Check the network path.").format(host=host)
+    proxy = result.proxy_url
+    if code in ("proxy_down", "proxy_unreachable", "proxy_dns") and proxy is not None:
+        shown = f"{proxy.host} port {proxy.port}"
+        variable = f"the agent's {_variable(result)} ({proxy.display()})"
+        if code == "proxy_down":
+            return (
+                code,
+                f"{result.message}: the agent's proxy is down (nothing listens on {shown}), "
+                "so the agent reaches no endpoint through it",
+                f"Start the proxy on {shown}, or correct {variable} {_proxy_place(ctx)}.",
+            )
+        if code == "proxy_unreachable":
+            return (
+                code,
+                f"{result.message}: the agent cannot reach its proxy",
+                f"Check that the proxy on {shown} is up and that this node may reach it "
+                f"(security group, network ACL, route to {proxy.host}); or correct {variable} "
+                f"{_proxy_place(ctx)}.",
+            )
+        return (
+            code,
+            f"{result.message}: the agent cannot find its proxy",
+            f"Correct the proxy host in {variable} {_proxy_place(ctx)}, or its DNS record.",
+        )
+    if code == "proxy_bypassed" and result.no_proxy_entry is not None:
+        proxies: ProxySettings
+        proxies, _ = ctx.fact("proxies")
+        return (
+            code,
+            result.message,
+            f"Remove {result.no_proxy_entry!r} from the agent's {proxies.no_proxy_name} so "
+            f"{host} goes through its proxy {result.bypassed_proxy} (Go reads NO_PROXY before "
+            f"no_proxy), {_proxy_place(ctx)}; or open the direct path to {host}:"
+            f"{result.endpoint.port} (security group, network ACL, NAT gateway, or an "
+            f"interface VPC endpoint for {service}).",
+        )
+    others = ""
+    if code in ("connection_timeout", "connection_refused", "connection_error"):
+        others = _public_among_private(service, result, probes)
+    if others:
+        shown = ", ".join(result.addresses[:2])
+        return (
+            "vpc_endpoint_missing",
+            f"{host} resolves to public {shown} while {others} resolve to private VPC "
+            f"endpoint addresses, and the public path is closed ({result.message})",
+            f"This VPC has interface endpoints for {others} but {host} does not resolve to "
+            f"one: create the interface VPC endpoint com.amazonaws.{region}.{service} in this "
+            "VPC (its security group allowing TCP 443 from this node) with private DNS "
+            "enabled, or enable private DNS on the one that exists; then "
+            f"`getent hosts {host}` shows a private address.",
+        )
+    cert = result.certificate
+    if code in CERTIFICATE_FAILURES and cert is not None:
+        return code, result.message, _certificate_fix(code, result, cert, service)
+    if code == "http_not_aws":
+        who = middlebox(result.answer, result.phases.get("tls", {}))
+        through = f" (through the agent's proxy {result.proxy})" if result.proxy else ""
+        return (
+            code,
+            result.message,
+            f"Something other than AWS answers {host}{through}"
+            + (f": {who}" if who else "")
+            + f". Allow {host} (or .amazonaws.com) in that web filter's or proxy's policy and "
+            "exempt it from TLS inspection and captive-portal redirects; then "
+            f"`curl -sv https://{host}/` from this node shows an x-amzn-RequestId header.",
+        )
+    return code, result.message, generic
+
+
+def _certificate_fix(code: str, result: ProbeResult, cert: CertificateInfo, service: str) -> str:
+    host = result.endpoint.host
+    at = (
+        f"the server the proxy {result.proxy} reaches"
+        if result.proxy
+        else f"the server at {', '.join(result.addresses[:2]) or host}"
+    )
+    amazon = "amazon" in cert.issuer.lower()
+    now = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
+    if code == "tls_untrusted":
+        intercepted = (
+            f"a proxy or firewall is intercepting TLS: exempt {host} from inspection (or, "
+            "when the interception is meant to be, install its CA in the operating system's "
+            "trust store, which the agent uses)"
+        )
+        roots = "the Amazon Trust Services roots are missing (update ca-certificates)"
+        return f"The certificate of {host} is issued by {cert.issuer}, which this node does " + (
+            f"not trust: {roots}; or {intercepted}."
+            if amazon
+            else f"not trust: {intercepted}; or {roots}."
+        )
+    if code == "tls_expired":
+        clock = (
+            f"this node's clock may be far ahead (it says {now}; see clock.skew and "
+            "`chronyc tracking` or `timedatectl`)"
+        )
+        other = (
+            f"{at} is not AWS: AWS endpoints never serve expired certificates. Renew the "
+            f"certificate there (a TLS-inspecting proxy re-signs with its own CA: renew or "
+            f"exempt {host} there), or point {host} back at AWS (endpoint override, "
+            "/etc/hosts, a private hosted zone)"
+        )
+        return (
+            f"The certificate of {host} expired on {utc_text(cert.not_after) or '?'} "
+            f"({cert.holder()}, issued by {cert.issuer}): "
+            + (f"{clock}; otherwise {other}." if amazon else f"{other}; or {clock}.")
+        )
+    if code == "tls_not_yet_valid":
+        return (
+            f"The certificate of {host} is valid only from {utc_text(cert.not_before) or '?'} and "
+            f"this node's clock says {now}: the node's clock is behind. Set it right (see "
+            "clock.skew): enable chrony or systemd-timesyncd (on EC2 the Amazon Time Sync "
+            "Service, 169.254.169.123; Windows: `w32tm /resync`), check `chronyc tracking` or "
+            "`timedatectl`, then restart the agent."
+        )
+    names = ", ".join(cert.names()[:6]) or "other names"
+    return (
+        f"{host} leads to {at}, whose certificate is for {names}: a Route 53 private hosted "
+        f"zone, an /etc/hosts entry or an endpoint override sends {host} to another endpoint. "
+        f"Point {host} at this service: for an interface VPC endpoint of {service} enable its "
+        "private DNS instead of a hand-made zone (or alias the zone to that endpoint); for "
+        "an override (Ssm.Endpoint, Mds.Endpoint or Mgs.Endpoint in amazon-ssm-agent.json, "
+        "or [endpoints] in the ssmdiag config) use a name its certificate holds."
+    )
+
+
+def _proven(result: ProbeResult) -> bool:
+    """The path works and the answer came from AWS (or did not say otherwise)."""
+    return result.ok and result.from_aws is not False
 
 
 def _signing_mismatch(endpoint: Endpoint, identity_region: str) -> Optional[tuple[str, str]]:
@@ -102,13 +344,30 @@ def _signing_mismatch(endpoint: Endpoint, identity_region: str) -> Optional[tupl
     )
 
 
+def _unproven_answer(result: ProbeResult) -> tuple[str, str]:
+    """(summary part, fix) for an answer without an AWS request id that is no web page."""
+    facts = result.answer
+    said = [f"{k.replace('_', '-').title()}: {facts[k]}" for k in ("server", "via") if facts.get(k)]
+    host = result.endpoint.host
+    return (
+        f"the answer carries no AWS request id ({'; '.join(said) or 'no Server header'}): it "
+        "may come from a proxy, a filter or another service, so it does not prove the path "
+        "to AWS",
+        f"Check what answers {host}: `curl -sv {result.endpoint.url}` from this node must "
+        "show an x-amzn-RequestId header; if a proxy or filter answers, allow "
+        f"{host} through it and exempt it from TLS inspection.",
+    )
+
+
 def _make_run(service: str) -> Callable[[Context], Finding]:
     def run(ctx: Context) -> Finding:
         plan: Optional[EndpointPlan] = ctx.fact("endpoint_plan")
         if plan is None:
-            return error(
-                "no region known, so the endpoint cannot be derived",
-                "set --region or region in the config ([network] region)",
+            # Not this check's failure: `identity` fails and says how to give the node a
+            # region; without one the agent itself has no endpoint to connect to.
+            return skip(
+                "no region is known, so there is no endpoint to probe (see identity; "
+                "--region or [network] region probes one anyway)"
             )
         probes: dict[str, ProbeResult] = ctx.fact("probes")
         result = probes[service]
@@ -118,29 +377,43 @@ def _make_run(service: str) -> Callable[[Context], Finding]:
             return fail(endpoint.problem, endpoint.fix or "Correct the agent config.", details)
         mismatch = _signing_mismatch(endpoint, plan.region)
         if result.ok:
+            summary = _summary(result, _public_among_private(service, result, probes))
             if mismatch:
-                return fail(f"{_summary(result)}; but {mismatch[0]}", mismatch[1], details)
+                return fail(f"{summary}; but {mismatch[0]}", mismatch[1], details)
+            buts: list[tuple[str, str]] = []
             if endpoint.notes:
+                buts.append(
+                    (
+                        endpoint.notes[0],
+                        f"Use the https:// form of {AGENT_CONFIG_KEY[service]} unless the "
+                        "path is protected otherwise, then restart the agent.",
+                    )
+                )
+            if result.from_aws is False:
+                buts.append(_unproven_answer(result))
+            if buts:
                 return warn(
-                    f"{_summary(result)}; but {endpoint.notes[0]}",
-                    f"Use the https:// form of {AGENT_CONFIG_KEY[service]} unless the path "
-                    "is protected otherwise, then restart the agent.",
+                    f"{summary}; but " + "; and ".join(b[0] for b in buts),
+                    " ".join(b[1] for b in buts),
                     details,
                 )
-            return ok(_summary(result), details)
-        remediation = REMEDIATION.get(result.failure or "", "Check the network path.")
-        remediation = remediation.format(host=result.endpoint.host)
-        if service == "ec2messages" and probes["ssmmessages"].ok:
+            return ok(summary, details)
+        failure, summary, remediation = _diagnose(
+            ctx, service, result, probes, endpoint.signing_region or plan.region
+        )
+        if failure != result.failure:
+            details["failure"], details["probe_failure"] = failure, result.failure
+        if service == "ec2messages" and _proven(probes["ssmmessages"]):
             version = ctx.agent.version
             if version is not None and version >= EC2MESSAGES_OPTIONAL_FROM:
                 return warn(
-                    f"{result.message}; agent {version} stops using ec2messages once "
+                    f"{summary}; agent {version} stops using ec2messages once "
                     "ssmmessages is connected, so sessions still work (Windows Server 2012 "
                     "and earlier excepted)",
                     remediation,
                     details,
                 )
-        return fail(result.message, remediation, details)
+        return fail(summary, remediation, details)
 
     return run
 

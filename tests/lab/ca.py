@@ -2,10 +2,13 @@
 
 The probe under test is pointed at ``LabCA.ca_pem`` as an extra CA bundle; a
 second, untrusted CA ("Corp Intercept CA") plays a TLS-intercepting middlebox.
+``bundle()`` writes several CAs into one PEM file (a node that trusts the lab CA and a
+corporate inspection CA).
 """
 
 from __future__ import annotations
 
+import datetime
 import shutil
 import tempfile
 from collections.abc import Sequence
@@ -45,10 +48,18 @@ class LabCA:
         """An untrusted CA with the recognisable issuer name "Corp Intercept CA"."""
         return cls(directory, INTERCEPT_NAME)
 
-    def issue(self, hostnames: Sequence[str] = DEFAULT_HOSTNAMES) -> tuple[Path, Path]:
-        """Issue a leaf for ``hostnames`` (DNS names or IPs); return (chain_pem, key_pem)."""
+    def issue(
+        self,
+        hostnames: Sequence[str] = DEFAULT_HOSTNAMES,
+        not_before: datetime.datetime | None = None,
+        not_after: datetime.datetime | None = None,
+    ) -> tuple[Path, Path]:
+        """Issue a leaf for ``hostnames`` (DNS names or IPs); return (chain_pem, key_pem).
+        ``not_before``/``not_after`` (aware datetimes) make it not yet valid or expired."""
         self._count += 1
-        leaf = self.ca.issue_cert(*hostnames, common_name=hostnames[0])
+        leaf = self.ca.issue_cert(
+            *hostnames, common_name=hostnames[0], not_before=not_before, not_after=not_after
+        )
         chain, key = self.dir / f"leaf{self._count}.pem", self.dir / f"leaf{self._count}.key"
         chain.write_bytes(b"".join(blob.bytes() for blob in leaf.cert_chain_pems))
         leaf.private_key_pem.write_to_path(str(key))
@@ -67,3 +78,10 @@ class LabCA:
 
     def __repr__(self) -> str:
         return f"LabCA({self.name!r}, {str(self.ca_pem)!r})"
+
+
+def bundle(path: str | Path, *cas: LabCA) -> Path:
+    """One PEM file trusting every CA in ``cas`` (for ``[network] ca_bundle``)."""
+    target = Path(path)
+    target.write_bytes(b"".join(ca.ca_pem.read_bytes() for ca in cas))
+    return target

@@ -6,6 +6,7 @@ a namespace, and a misbehaving server can always be killed.
 
 from __future__ import annotations
 
+import datetime
 import json
 import socket
 import subprocess
@@ -21,7 +22,7 @@ from .ca import DEFAULT_HOSTNAMES, LabCA
 from .netns import NetNS, _kill_group, lab_env
 
 SERVERS_PY = Path(__file__).with_name("servers.py")
-KINDS = ("https", "tls_stall", "proxy", "imds")
+KINDS = ("https", "http", "tls_stall", "proxy", "imds")
 MAX_EVENTS = 10000
 
 
@@ -129,12 +130,17 @@ class ServerHandle:
         return f"ServerHandle({self.kind!r}, {self.url!r})"
 
 
+NEGATABLE = frozenset({"request_id"})  # on by default: False gives --no-FLAG
+
+
 def _cli_args(opts: dict[str, Any]) -> list[str]:
     args: list[str] = []
     for key, value in opts.items():
         flag = "--" + key.replace("_", "-")
         if value is True:
             args.append(flag)
+        elif value is False and key in NEGATABLE:
+            args.append("--no-" + key.replace("_", "-"))
         elif value is False or value is None:
             continue
         elif isinstance(value, (list, tuple)):
@@ -153,6 +159,8 @@ def start_server(
     *,
     ca: LabCA | None = None,
     hostnames: Sequence[str] = DEFAULT_HOSTNAMES,
+    not_before: datetime.datetime | None = None,
+    not_after: datetime.datetime | None = None,
     ready_timeout: float = 10.0,
     **opts: Any,
 ) -> ServerHandle:
@@ -160,7 +168,8 @@ def start_server(
 
     With ``ns``, the server runs inside that namespace (``host`` is added to its
     ``lo`` if needed) and is stopped when the namespace closes.  ``https`` needs
-    ``ca`` (a LabCA) and gets a certificate for ``hostnames``.  Other keyword
+    ``ca`` (a LabCA) and gets a certificate for ``hostnames``, valid from
+    ``not_before`` to ``not_after`` when given (expired, not yet valid).  Other keyword
     options map to the server's command-line flags (``date_offset=-600`` ->
     ``--date-offset -600``; ``hop_limit=True`` -> ``--hop-limit``); see
     ``python -m tests.lab.servers KIND --help``.
@@ -170,7 +179,7 @@ def start_server(
     if kind == "https":
         if ca is None:
             raise ValueError("https lab server needs ca=LabCA(...)")
-        cert, key = ca.issue(hostnames)
+        cert, key = ca.issue(hostnames, not_before, not_after)
         opts.update(cert=cert, key=key)
     argv = [
         sys.executable,

@@ -5,9 +5,11 @@ so a server can be started *inside* a namespace with ``ip netns exec``.  It prin
 ``READY <host> <port>`` once listening, then one ``EVENT <json>`` line per thing it
 saw (requests, CONNECT targets, TLS failures) so tests can assert on traffic.
 
-Kinds: ``https`` (AWS-like error answers, skewable Date, optional delay),
-``tls_stall`` (accepts, never speaks), ``proxy`` (CONNECT + plain forward proxy;
-modes ok/auth/refuse), ``imds`` (EC2 IMDSv2 with an optional hop-limit symptom).
+Kinds: ``https`` (AWS-like error answers with an AWS request id, skewable Date,
+optional delay; or, with ``--no-request-id`` and a page, a web filter's answer),
+``http`` (the same without TLS: a captive portal's page), ``tls_stall`` (accepts, never
+speaks), ``proxy`` (CONNECT + plain forward proxy; modes ok/auth/refuse; ``--resolve``
+gives it a resolver of its own), ``imds`` (EC2 IMDSv2 with an optional hop-limit symptom).
 Each process exits by itself after ``--max-lifetime`` seconds or when its parent dies.
 """
 
@@ -152,7 +154,12 @@ class LabHandler(BaseHTTPRequestHandler):
 
 
 class HttpsHandler(LabHandler):
-    """AWS-endpoint look-alike: fixed status/body, skewable Date, optional delay."""
+    """AWS-endpoint look-alike: fixed status/body, skewable Date, optional delay, and an
+    x-amzn-RequestId header as every AWS answer has (``--no-request-id``: a middlebox's
+    answer, which has none; ``--server-name`` sets its Server header)."""
+
+    def version_string(self) -> str:
+        return str(self.server.opts.server_name)
 
     def date_time_string(self, timestamp: float | None = None) -> str:
         now = time.time() if timestamp is None else timestamp
@@ -164,7 +171,7 @@ class HttpsHandler(LabHandler):
         self.record(sni=getattr(self.connection, "lab_sni", None))
         if opts.delay > 0:
             time.sleep(opts.delay)
-        headers = {"x-amzn-RequestId": secrets.token_hex(16)}
+        headers = {"x-amzn-RequestId": secrets.token_hex(16)} if opts.request_id else {}
         for line in opts.header:
             key, _, value = line.partition(":")
             headers[key.strip()] = value.strip()
@@ -297,8 +304,9 @@ class ProxyHandler(LabHandler):
             emit("connect", target=self.path, status=refused, auth=authed)
             return
         host, _, port = self.path.rpartition(":")
+        host = self.server.opts.resolve_map.get(host.strip("[]").lower(), host.strip("[]"))
         try:
-            upstream = socket.create_connection((host.strip("[]"), int(port)), timeout=5)
+            upstream = socket.create_connection((host, int(port)), timeout=5)
         except (OSError, ValueError) as exc:
             emit("connect", target=self.path, status=502, auth=authed, error=str(exc))
             self.reply(502, f"Bad Gateway: {exc}\n", headers={"Connection": "close"})
@@ -378,24 +386,39 @@ def serve_stall(sock: socket.socket) -> None:
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap = argparse.ArgumentParser(prog="python -m tests.lab.servers", description=__doc__)
     sub = ap.add_subparsers(dest="kind", required=True)
-    kinds = {k: sub.add_parser(k) for k in ("https", "tls_stall", "proxy", "imds")}
+    kinds = {k: sub.add_parser(k) for k in ("https", "http", "tls_stall", "proxy", "imds")}
     for p in kinds.values():
         p.add_argument("--host", default="127.0.0.1")
         p.add_argument("--port", type=int, default=0)
         p.add_argument("--max-lifetime", type=float, default=600.0)
-    h = kinds["https"]
-    h.add_argument("--cert", required=True, help="PEM chain (leaf first)")
-    h.add_argument("--key", required=True)
-    h.add_argument("--status", type=int, default=400)
-    h.add_argument("--body", default='{"__type":"UnknownOperationException"}')
-    h.add_argument("--content-type", default="application/x-amz-json-1.1")
-    h.add_argument("--date-offset", type=float, default=0.0, help="seconds added to Date")
-    h.add_argument("--delay", type=float, default=0.0, help="seconds before answering")
-    h.add_argument("--header", action="append", default=[], help="extra 'Name: value'")
+    kinds["https"].add_argument("--cert", required=True, help="PEM chain (leaf first)")
+    kinds["https"].add_argument("--key", required=True)
+    for h in (kinds["https"], kinds["http"]):
+        h.add_argument("--status", type=int, default=400)
+        h.add_argument("--body", default='{"__type":"UnknownOperationException"}')
+        h.add_argument("--content-type", default="application/x-amz-json-1.1")
+        h.add_argument("--date-offset", type=float, default=0.0, help="seconds added to Date")
+        h.add_argument("--delay", type=float, default=0.0, help="seconds before answering")
+        h.add_argument("--header", action="append", default=[], help="extra 'Name: value'")
+        h.add_argument(
+            "--request-id",
+            action=argparse.BooleanOptionalAction,
+            default=True,
+            help="send x-amzn-RequestId as AWS does (--no-request-id: a middlebox's answer)",
+        )
+        h.add_argument("--server-name", default="Server", help="the Server header")
     p = kinds["proxy"]
     p.add_argument("--mode", choices=("ok", "auth", "refuse"), default="ok")
     p.add_argument("--user", default="labuser")
     p.add_argument("--password", default="labpass")
+    p.add_argument(
+        "--resolve",
+        action="append",
+        default=[],
+        metavar="NAME=ADDRESS",
+        help="the proxy's own resolver: CONNECT NAME goes to ADDRESS (a proxy in another "
+        "network, which reaches what its clients cannot)",
+    )
     i = kinds["imds"]
     i.add_argument("--instance-id", default="i-0123456789abcdef0")
     i.add_argument("--region", default="us-east-1")
@@ -413,6 +436,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> None:
     opts = parse_args(argv)
+    opts.resolve_map = {
+        name.strip().lower(): address.strip()
+        for name, _, address in (item.partition("=") for item in getattr(opts, "resolve", []))
+    }
     threading.Thread(target=_watchdog, args=(opts.max_lifetime,), daemon=True).start()
     if opts.kind == "tls_stall":
         sock = socket.socket(_family(opts.host), socket.SOCK_STREAM)
@@ -427,7 +454,12 @@ def main(argv: list[str] | None = None) -> None:
         ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
         ctx.load_cert_chain(opts.cert, opts.key)
         ctx.sni_callback = _remember_sni
-    handler = {"https": HttpsHandler, "proxy": ProxyHandler, "imds": ImdsHandler}[opts.kind]
+    handler = {
+        "https": HttpsHandler,
+        "http": HttpsHandler,
+        "proxy": ProxyHandler,
+        "imds": ImdsHandler,
+    }[opts.kind]
     server = LabHTTPServer(opts.host, opts.port, handler, opts, ctx)
     print(f"READY {opts.host} {server.server_address[1]}", flush=True)
     server.serve_forever(poll_interval=0.5)
