@@ -215,6 +215,9 @@ def test_probes_use_the_running_agents_proxy_and_honour_its_no_proxy(
     assert f"{SSM}:443" in targets and f"{EC2MESSAGES}:443" not in targets
     proxy_check = checks["network.proxy"]
     assert proxy_check["status"] == "ok" and "/proc/" in proxy_check["details"]["source"]
+    # Which no_proxy entry sends ec2messages direct, in details and in the summary.
+    assert proxy_check["details"]["bypassed"] == {"ec2messages": f"no_proxy: {EC2MESSAGES}"}
+    assert f"ec2messages via direct (no_proxy: {EC2MESSAGES})" in proxy_check["summary"]
     assert "secret" not in json.dumps(checks)  # credentials never appear
 
 

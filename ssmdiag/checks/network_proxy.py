@@ -45,6 +45,12 @@ def run(ctx: Context) -> Finding:
         "no_proxy": proxies.no_proxy,
         "request_method_set": proxies.cgi,
         "per_endpoint": per_endpoint,
+        # A proxy bypassed by a no_proxy entry: which entry (the usual surprise).
+        "bypassed": {
+            service: route.reason
+            for service, route in routes.items()
+            if route.kind == "direct" and route.reason.startswith("no_proxy")
+        },
         "imds": _route_text(imds),
     }
     if not proxies.any:
@@ -135,7 +141,13 @@ def run(ctx: Context) -> Finding:
             " ".join(dict.fromkeys(p[2] for p in problems)),
             details,
         )
-    shown = ", ".join(f"{k} via {v}" for k, v in per_endpoint.items()) or "no endpoints known"
+    shown = (
+        ", ".join(
+            f"{k} via {v}" + (f" ({details['bypassed'][k]})" if k in details["bypassed"] else "")
+            for k, v in per_endpoint.items()
+        )
+        or "no endpoints known"
+    )
     return ok(f"the agent's proxy, from {env.source}: {shown}; IMDS {details['imds']}", details)
 
 
