@@ -72,7 +72,8 @@ def test_cloudwatch_fragment_collects_the_health_file(name: str, system: str) ->
     env = {"PROGRAMDATA": "C:\\ProgramData"} if system == "win32" else {}
     expected = default_file_path(env, system)
     assert entry["file_path"].replace("\\", "/") == expected.replace("\\", "/")
-    assert entry["log_stream_name"] == "{instance_id}"
+    # One stream per node: hybrid nodes off EC2 all have {instance_id} "i-UNKNOWN" to the agent.
+    assert entry["log_stream_name"] == "{instance_id}/{hostname}"
     directives = re.findall(r"%(.)", entry["timestamp_format"])
     assert set(directives) <= STRFTIME_SUBSET
     # ssmdiag's own `ts` must parse with that format (so CloudWatch keeps event times)
@@ -86,6 +87,7 @@ def test_windows_fragment_selects_exactly_ssmdiags_event_ids() -> None:
     check_log_entry(events, EVENT_KEYS)
     assert events["event_name"] == "Application"
     assert sorted(events["event_ids"]) == sorted(EVENT_IDS)
+    assert events["log_stream_name"] == "{instance_id}/{hostname}"
     assert events["event_format"] in ("text", "xml")
     assert "windows_events" not in fragment("ssmdiag-linux.json")
 
