@@ -1,7 +1,7 @@
 """The command line: `ssmdiag check | endpoints | features | run | version`.
 
 Exit codes: 0 ok, 1 warn, 2 fail, 3 unknown, 64 usage error, 78 configuration
-error. `version` and `features VERSION` import neither psutil nor structlog:
+error. `version` and `features VERSION` import neither psutil nor ssl:
 they run on every boot and from cron, so start-up time matters.
 """
 
@@ -151,7 +151,7 @@ def _build_parser() -> argparse.ArgumentParser:
 
 
 def _start_logging(args: argparse.Namespace, config: Config) -> None:
-    # Only commands that log pay for structlog's import (about 50 ms, it pulls in asyncio).
+    # Imported here: `version` and `features VERSION` never log.
     from ssmdiag.log import configure_logging
 
     configure_logging(args.log_format or config.log_format, args.log_level or config.log_level)

@@ -12,7 +12,6 @@ manager is injected, so tests drive the schedule with a fake clock.
 
 from __future__ import annotations
 
-import logging
 import random
 import socket
 import sys
@@ -21,8 +20,6 @@ import time
 from collections.abc import Mapping, MutableMapping
 from dataclasses import dataclass
 from typing import Any, Callable, Optional, Protocol, Union
-
-import structlog
 
 from ssmdiag import __version__
 from ssmdiag.config import Config, ConfigError
@@ -36,13 +33,14 @@ from ssmdiag.health import (
     heartbeat_event,
     state_after,
 )
+from ssmdiag.log import BoundLogger, add_log_level, get_logger, timestamper
 from ssmdiag.notify import Notifier
 from ssmdiag.output.sinks import SinkChoice, SinkSet, human_message
 from ssmdiag.redact import redact_processor
 from ssmdiag.report import ExitCode, OverallStatus, Report
 from ssmdiag.state import StateStore
 
-diagnostics = structlog.get_logger("ssmdiag.daemon")
+diagnostics = get_logger("ssmdiag.daemon")
 
 
 class Clock(Protocol):
@@ -129,20 +127,13 @@ def _order(_: Any, __: str, event: MutableMapping[str, Any]) -> Mapping[str, Any
     return {**head, **event}
 
 
-def event_logger(sinks: SinkSet, *extra: Any) -> Any:
-    """structlog pipeline ending in the sinks: processors are plain callables."""
-    return structlog.wrap_logger(
+def event_logger(sinks: SinkSet, *extra: Any) -> BoundLogger:
+    """The pipeline ending in the sinks: processors are plain callables."""
+    return BoundLogger(
         sinks,
-        processors=[
-            *extra,
-            structlog.processors.add_log_level,
-            structlog.processors.TimeStamper(fmt="iso", utc=True, key="ts"),
-            redact_processor,
-            _order,
-        ],
+        [*extra, add_log_level, timestamper("ts"), redact_processor, _order],
         # Own filter: the stderr diagnostics' level must never silence health events.
-        wrapper_class=structlog.make_filtering_bound_logger(logging.DEBUG),
-        cache_logger_on_first_use=False,
+        "debug",
     )
 
 
@@ -177,6 +168,7 @@ class Daemon:
         rng: Optional[random.Random] = None,
         on_shutdown: Callable[[], object] = lambda: None,
         publish: Callable[[Config, Report, bool], Optional[str]] = lambda *_: None,
+        on_reload: Callable[[], object] = lambda: None,
     ) -> None:
         self._config = config
         self._cycle = cycle
@@ -191,6 +183,7 @@ class Daemon:
         # Writes the node's state where the fleet collects it (Inventory); returns a problem.
         self._publish = publish
         self._publish_problem: Optional[str] = None
+        self._on_reload = on_reload  # forget what is checked only hourly (permissions)
         # Who this node is, on every event (a CloudWatch line must stand on its own).
         self._node: dict[str, Any] = {
             "instance_id": None,
@@ -474,13 +467,14 @@ class Daemon:
             )
             self._notifier.ready("reload refused: the new configuration is broken")
             return False
+        self._on_reload()
         self._config = config
         self._schedule = Schedule.from_config(config)
         self._store = StateStore(self._state_dir_for(config))
         choice = self._sinks_for(config)
         self._sinks.close()
         self._sinks = SinkSet(choice.sinks, on_problem=self._diagnose)
-        self._log = event_logger(self._sinks)
+        self._log = event_logger(self._sinks, self._node_fields)  # the node, on every event
         self._emit(
             "config.reloaded",
             "info",

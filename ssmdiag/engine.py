@@ -11,16 +11,15 @@ import time
 from collections.abc import Sequence
 from typing import Optional
 
-import structlog
-
 from ssmdiag import __version__
 from ssmdiag.checks import ALL_CHECKS, Check, Context
 from ssmdiag.config import Config
+from ssmdiag.log import get_logger
 from ssmdiag.platform.base import Platform
 from ssmdiag.redact import redact, redact_text
 from ssmdiag.report import CheckResult, Finding, HostInfo, Report, Status
 
-log = structlog.get_logger("ssmdiag.engine")
+log = get_logger("ssmdiag.engine")
 
 
 def _utc_now() -> str:

@@ -61,6 +61,6 @@ def redact(value: Any, depth: int = 0) -> Any:
 def redact_processor(
     _logger: Any, _name: str, event: MutableMapping[str, Any]
 ) -> MutableMapping[str, Any]:
-    """structlog processor: every field of every event passes the rule."""
+    """Log processor (ssmdiag.log): every field of every event passes the rule."""
     redacted: MutableMapping[str, Any] = redact(dict(event))
     return redacted

@@ -62,6 +62,12 @@ def publish_inventory(config: Config, report: Report, changed: bool) -> Optional
     return None
 
 
+def _forget_hourly_checks() -> None:
+    from ssmdiag.checks import permissions
+
+    permissions.forget()
+
+
 def build_daemon(
     config: Config,
     *,
@@ -104,6 +110,7 @@ def build_daemon(
         config,
         cycle=run_cycle,
         publish=publish_inventory,
+        on_reload=_forget_hourly_checks,
         load_config=reload_config,
         sinks_for=sinks_for,
         state_dir_for=lambda cfg: cfg.state_dir or default_state_dir(env),

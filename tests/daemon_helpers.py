@@ -1,7 +1,7 @@
 """Test doubles at the daemon's seams: a jumping clock, inline cycles, a recording sink.
 
 Everything else the daemon touches (state files, config loading, the event
-pipeline, structlog) is real.
+pipeline of ssmdiag.log) is real.
 """
 
 from __future__ import annotations
@@ -139,6 +139,7 @@ def make_daemon(
     notifier: Optional[Notifier] = None,
     load_config: Optional[Callable[[], Config]] = None,
     start_cycle: Any = inline_cycles,
+    on_reload: Callable[[], object] = lambda: None,
 ) -> Daemon:
     # A summary line every cycle unless a test asks otherwise (healthy nodes write one per
     # healthy_summary_interval in production: tests/test_fleet_events.py).
@@ -154,6 +155,7 @@ def make_daemon(
         notifier=notifier or RecordingNotifier(clock=clock),
         clock=clock,
         start_cycle=start_cycle,
+        on_reload=on_reload,
     )
 
 

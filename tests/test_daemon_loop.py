@@ -1,6 +1,6 @@
 """The daemon's schedule and announcements, driven by a fake clock (no sleeping, no threads).
 
-Real parts: the Daemon, the structlog event pipeline, the state file on disk,
+Real parts: the Daemon, the event pipeline (ssmdiag.log), the state file on disk,
 the health event rules. Fakes: the clock, the cycle (scripted reports) and a
 recording sink.
 """
@@ -78,7 +78,7 @@ def test_check_results_only_when_a_status_changes(tmp_path: Path) -> None:
     assert failing["region"] == "eu-west-1"
     assert failing["agent_version"] == "3.3.987.0"
     assert len(sink.of("cycle.summary")) == 5
-    for event in sink.events:  # structlog pipeline: every event is stamped and ordered
+    for event in sink.events:  # the pipeline: every event is stamped and ordered
         assert list(event)[:3] == ["ts", "level", "event"]
         assert event["ts"].endswith("Z")
 
@@ -212,7 +212,11 @@ def test_reload_with_a_broken_config_keeps_the_old_one(tmp_path: Path) -> None:
         return answer
 
     script = Script(clock, [HEALTHY] * 6)
-    daemon = make_daemon(tmp_path, script, config=old, clock=clock, sinks=[sink], load_config=load)
+    forgotten: list[float] = []  # what is checked only hourly (permissions) is redone
+    daemon = make_daemon(
+        tmp_path, script, config=old, clock=clock, sinks=[sink], load_config=load,
+        on_reload=lambda: forgotten.append(clock.now),
+    )  # fmt: skip
     script.daemon = daemon
     clock.marks = [100.0, 500.0]  # SIGHUP at these times
     clock.on_wait = lambda now: daemon.request_reload() if now in clock.marks else None
@@ -225,6 +229,11 @@ def test_reload_with_a_broken_config_keeps_the_old_one(tmp_path: Path) -> None:
     # brings a cycle at once and 600 s after it
     assert script.started_at[:4] == [0, 300, 500, 1100]
     assert len(sink.of("config.reloaded")) == 1
+    assert forgotten == [500.0]  # the good reload only
+    # events after the reload still name the node (the new pipeline keeps its fields)
+    reloaded_at = sink.events.index(sink.of("config.reloaded")[0])
+    for event in sink.events[reloaded_at + 1 :]:
+        assert event["instance_id"] == "i-0123456789abcdef0" and event["fleet"] == "default"
 
 
 def test_a_cycle_that_raises_is_reported_and_retried_soon(tmp_path: Path) -> None:

@@ -122,8 +122,8 @@ def test_source_tarball_holds_exactly_the_tracked_files(built: Built, tmp_path: 
 def test_files_and_config_in_a_throwaway_root(built: Built, root: Path) -> None:
     files = set(rpm_in_root(root, "-ql", "ssmdiag"))
     vendored = set(query(built.rpm, "--provides").splitlines())
-    structlog_version = next(
-        p.split(" = ")[1] for p in vendored if p.startswith("bundled(python3dist(structlog))")
+    tomli_version = next(
+        p.split(" = ")[1] for p in vendored if p.startswith("bundled(python3dist(tomli))")
     )
     for path in (
         "/usr/bin/ssmdiag",
@@ -138,15 +138,16 @@ def test_files_and_config_in_a_throwaway_root(built: Built, root: Path) -> None:
         f"{SITELIB}/ssmdiag/cli.py",
         f"{SITELIB}/ssmdiag/schema/report.schema.json",
         f"{SITELIB}/ssmdiag/py.typed",
-        f"{VENDOR}/structlog/__init__.py",
-        f"{VENDOR}/structlog-{structlog_version}.dist-info/METADATA",
         f"{VENDOR}/tomli/__init__.py",
-        "/usr/share/licenses/ssmdiag/structlog/LICENSE-MIT",
+        f"{VENDOR}/tomli-{tomli_version}.dist-info/METADATA",
+        "/usr/share/licenses/ssmdiag/tomli/LICENSE",
         "/usr/share/doc/ssmdiag/README.md",
     ):
         assert path in files, path
         assert os.path.lexists(f"{root}{path}"), path
     assert not [f for f in files if "/tests/" in f or f.endswith((".pyc", ".egg-info"))]
+    # Logging is ssmdiag's own (ssmdiag/log.py): no structlog is bundled any more.
+    assert not [f for f in files if "structlog" in f]
 
     assert rpm_in_root(root, "-qc", "ssmdiag") == ["/etc/ssmdiag/ssmdiag.toml"]
     # %config(noreplace): an edited config survives an upgrade.
@@ -189,7 +190,7 @@ def _interpreters() -> list[str]:
 
 
 def test_installed_code_runs(root: Path) -> None:
-    """The installed ssmdiag runs from the root with the bundled structlog and tomli."""
+    """The installed ssmdiag runs from the root with the bundled tomli."""
     env = {
         **os.environ,
         "PYTHONPATH": f"{root}{SITELIB}:{root}{VENDOR}",
@@ -201,17 +202,16 @@ def test_installed_code_runs(root: Path) -> None:
         assert result.returncode == 0, result.stderr
         assert result.stdout == f"ssmdiag {ssmdiag.__version__}\n"
         code = (
-            "import ssmdiag, structlog, tomli, ssmdiag.daemon;"
+            "import ssmdiag, tomli, ssmdiag.daemon;"
             "from ssmdiag.config import load_config;"
             f"load_config('{root}/etc/ssmdiag/ssmdiag.toml');"
-            "print(ssmdiag.__file__, structlog.__file__, tomli.__file__)"
+            "print(ssmdiag.__file__, tomli.__file__)"
         )
         result = run(python, "-s", "-c", code, env=env, cwd=root)
         assert result.returncode == 0, result.stderr
         where = result.stdout.split()
         assert where[0] == f"{root}{SITELIB}/ssmdiag/__init__.py"
-        assert where[1] == f"{root}{VENDOR}/structlog/__init__.py"
-        assert where[2] == f"{root}{VENDOR}/tomli/__init__.py"
+        assert where[1] == f"{root}{VENDOR}/tomli/__init__.py"
     entry = Path(f"{root}/usr/bin/ssmdiag").read_text()
     assert entry.startswith("#!/usr/bin/python3 -s\n")
     assert f'sys.path.insert(0, "{VENDOR}")' in entry
@@ -227,13 +227,10 @@ def test_requires_and_bundled_provides(built: Built) -> None:
     assert not [r for r in requires if "structlog" in r or "tomli" in r]
     provides = query(built.rpm, "--provides").splitlines()
     bundled = {p.split(" = ")[0]: p.split(" = ")[1] for p in provides if p.startswith("bundled(")}
-    assert set(bundled) == {"bundled(python3dist(structlog))", "bundled(python3dist(tomli))"}
+    assert set(bundled) == {"bundled(python3dist(tomli))"}
     files = query(built.rpm, "-l").splitlines()
-    for name, version in (
-        ("structlog", bundled["bundled(python3dist(structlog))"]),
-        ("tomli", bundled["bundled(python3dist(tomli))"]),
-    ):
-        assert f"{VENDOR}/{name}-{version}.dist-info/METADATA" in files
+    version = bundled["bundled(python3dist(tomli))"]
+    assert f"{VENDOR}/tomli-{version}.dist-info/METADATA" in files
 
 
 def test_scriptlets_text(built: Built) -> None:

@@ -362,8 +362,8 @@ class _Guard:
 class SinkSet:
     """The fan-out: every event to every sink; one failing sink never stops the others.
 
-    Also the logger at the end of the structlog pipeline (see ssmdiag.daemon):
-    structlog calls ``info(**event)`` and friends.
+    Also the logger at the end of the daemon's event pipeline (ssmdiag.daemon,
+    ssmdiag.log): the pipeline calls ``info(**event)`` and friends.
     """
 
     def __init__(
@@ -435,11 +435,11 @@ class SinkSet:
             guard.dropped += 1
         guard.backlog.append(event)
 
-    def _structlog_entry(self, **event: Any) -> None:
+    def _pipeline_entry(self, **event: Any) -> None:
         self.emit(event)
 
-    # structlog hands the processed event to the method named after the level.
-    debug = info = warning = error = critical = msg = _structlog_entry
+    # The pipeline hands the processed event to the method named after the level.
+    debug = info = warning = error = critical = _pipeline_entry
 
     def close(self) -> None:
         for guard in self._guards:
