@@ -58,8 +58,10 @@ def run(ctx: Context) -> Finding:
         return fail(
             f"{service.name} is not running: {service.state_text}",
             f"`{fix}`; "
-            "if it stops again, read its log (Linux /var/log/amazon/ssm/, macOS "
-            "/opt/aws/ssm/logs/, Windows %ProgramData%\\Amazon\\SSM\\Logs).",
+            # The macOS agent logs where the Linux one does (agent/log/logger/log_darwin.go:32).
+            "if it stops again, read its log (Linux and macOS /var/log/amazon/ssm/, "
+            "Windows %ProgramData%\\Amazon\\SSM\\Logs; `ssmdiag check --only agent.log` "
+            "classifies it).",
             details,
         )
     if service.enabled is False:
