@@ -92,6 +92,18 @@ def write_atomic(path: str, body: bytes, mode: int = 0o640) -> None:
         raise
 
 
+def _read_up_to(fd: int, limit: int) -> bytes:
+    """At most `limit` bytes from fd, in 1 MiB reads (never more than asked for)."""
+    chunks: list[bytes] = []
+    while limit > 0:
+        chunk = os.read(fd, min(limit, 1024 * 1024))
+        if not chunk:
+            break
+        chunks.append(chunk)
+        limit -= len(chunk)
+    return b"".join(chunks)
+
+
 def read_text(path: str, max_bytes: int = DEFAULT_MAX_BYTES) -> FileRead:
     """A regular file's text (UTF-8, invalid bytes replaced), at most max_bytes of it."""
     opened = _open_regular(path)
@@ -99,19 +111,11 @@ def read_text(path: str, max_bytes: int = DEFAULT_MAX_BYTES) -> FileRead:
         return opened
     fd, _ = opened
     try:
-        chunks: list[bytes] = []
-        left = max_bytes + 1
-        while left > 0:
-            chunk = os.read(fd, min(left, 1024 * 1024))
-            if not chunk:
-                break
-            chunks.append(chunk)
-            left -= len(chunk)
+        data = _read_up_to(fd, max_bytes + 1)
     except OSError as exc:
         return FileRead(path, "error", message=exc.strerror or str(exc))
     finally:
         os.close(fd)
-    data = b"".join(chunks)
     truncated = len(data) > max_bytes
     text = data[:max_bytes].decode("utf-8", "replace")
     message = f"larger than the {max_bytes // 1024} KiB ssmdiag reads" if truncated else ""
@@ -128,19 +132,11 @@ def read_tail(path: str, max_bytes: int) -> FileRead:
     try:
         start = max(0, info.st_size - max_bytes)
         os.lseek(fd, start, os.SEEK_SET)
-        chunks: list[bytes] = []
-        left = info.st_size - start
-        while left > 0:
-            chunk = os.read(fd, min(left, 1024 * 1024))
-            if not chunk:
-                break
-            chunks.append(chunk)
-            left -= len(chunk)
+        data = _read_up_to(fd, info.st_size - start)
     except OSError as exc:
         return FileRead(path, "error", message=exc.strerror or str(exc))
     finally:
         os.close(fd)
-    data = b"".join(chunks)
     if start:  # the first line is cut: start at the next whole line
         data = data[data.find(b"\n") + 1 :] if b"\n" in data else b""
     message = f"only the last {max_bytes // 1024} KiB were read" if start else ""

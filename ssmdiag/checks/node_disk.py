@@ -167,38 +167,41 @@ def _judge(fs: _Filesystem) -> None:
         fs.problems.append((Status.FAIL, "read_only", "is read-only"))
     total, free = usage.total_bytes, usage.free_bytes
     if total and free is not None:
-        for status, floor in (
-            (Status.FAIL, node_limits.SPACE_FAIL),
-            (Status.WARN, node_limits.SPACE_WARN),
-        ):
-            limit = floor.of(total)
-            if free < limit:
-                fs.problems.append(
-                    (
-                        status,
-                        "space",
-                        f"has {human(free)} free of {human(total)} "
-                        f"({_percent(free, total)}%, below {human(limit)}){_for_users(usage)}",
-                    )
+        breached = _breached(free, total, node_limits.SPACE_FAIL, node_limits.SPACE_WARN)
+        if breached:
+            status, limit = breached
+            fs.problems.append(
+                (
+                    status,
+                    "space",
+                    f"has {human(free)} free of {human(total)} "
+                    f"({_percent(free, total)}%, below {human(limit)}){_for_users(usage)}",
                 )
-                break
+            )
     inodes, inodes_free = usage.inodes_total, usage.inodes_free
     if inodes and inodes_free is not None:
-        for status, floor in (
-            (Status.FAIL, node_limits.INODES_FAIL),
-            (Status.WARN, node_limits.INODES_WARN),
-        ):
-            limit = floor.of(inodes)
-            if inodes_free < limit:
-                fs.problems.append(
-                    (
-                        status,
-                        "inodes",
-                        f"has {inodes_free} free inodes of {inodes} (below {limit}): no new "
-                        "file can be created",
-                    )
+        breached = _breached(inodes_free, inodes, node_limits.INODES_FAIL, node_limits.INODES_WARN)
+        if breached:
+            status, limit = breached
+            fs.problems.append(
+                (
+                    status,
+                    "inodes",
+                    f"has {inodes_free} free inodes of {inodes} (below {limit}): no new "
+                    "file can be created",
                 )
-                break
+            )
+
+
+def _breached(
+    free: int, total: int, fail: node_limits.Floor, warn: node_limits.Floor
+) -> Optional[tuple[Status, int]]:
+    """The worst band `free` falls into (fail before warn) and its limit, or None."""
+    for status, floor in ((Status.FAIL, fail), (Status.WARN, warn)):
+        limit = floor.of(total)
+        if free < limit:
+            return status, limit
+    return None
 
 
 def _where(fs: _Filesystem) -> str:

@@ -336,18 +336,30 @@ def run_identity(ctx: Context) -> Finding:
     )
 
 
-def run_s3(ctx: Context) -> Finding:
-    prefs = ctx.config.session
-    if not prefs.s3_bucket:
-        return _not_set("S3 bucket for session logs", "s3_bucket", "s3BucketName")
+def _verified_call(
+    ctx: Context, service: str, action: str
+) -> Finding | tuple[Verification, CallResult]:
+    """The round of calls and this service's call in it, or the finding that says why
+    there is none (no usable credentials, or the call never ran)."""
     v: Verification = ctx.fact("permissions")
     gate = _credentials_gate(v, own=False)
     if gate is not None:
         return gate
-    bucket = prefs.s3_bucket
-    call = v.calls.get("s3")
+    call = v.calls.get(service)
     if call is None:
-        return _unexplained(v, CallResult("s3:GetEncryptionConfiguration", "error"), "s3")
+        return _unexplained(v, CallResult(action, "error"), service)
+    return v, call
+
+
+def run_s3(ctx: Context) -> Finding:
+    prefs = ctx.config.session
+    if not prefs.s3_bucket:
+        return _not_set("S3 bucket for session logs", "s3_bucket", "s3BucketName")
+    found = _verified_call(ctx, "s3", "s3:GetEncryptionConfiguration")
+    if isinstance(found, Finding):
+        return found
+    v, call = found
+    bucket = prefs.s3_bucket
     required = prefs.s3_encryption
     consequence = (
         "the agent refuses every session, because the preferences require an encrypted bucket "
@@ -418,14 +430,11 @@ def run_logs(ctx: Context) -> Finding:
     prefs = ctx.config.session
     if not prefs.log_group:
         return _not_set("CloudWatch log group", "log_group", "cloudWatchLogGroupName")
-    v: Verification = ctx.fact("permissions")
-    gate = _credentials_gate(v, own=False)
-    if gate is not None:
-        return gate
+    found = _verified_call(ctx, "logs", "logs:DescribeLogGroups")
+    if isinstance(found, Finding):
+        return found
+    v, call = found
     group = prefs.log_group
-    call = v.calls.get("logs")
-    if call is None:
-        return _unexplained(v, CallResult("logs:DescribeLogGroups", "error"), "logs")
     required = prefs.log_group_encryption
     common = _common(v, call, "logs", prefs, f"log group {group}")
     if common is not None:
@@ -483,14 +492,11 @@ def run_kms(ctx: Context) -> Finding:
     prefs = ctx.config.session
     if not prefs.kms_key_id:
         return _not_set("KMS key for session encryption", "kms_key_id", "kmsKeyId")
-    v: Verification = ctx.fact("permissions")
-    gate = _credentials_gate(v, own=False)
-    if gate is not None:
-        return gate
+    found = _verified_call(ctx, "kms", "kms:GenerateDataKey")
+    if isinstance(found, Finding):
+        return found
+    v, call = found
     key = prefs.kms_key_id
-    call = v.calls.get("kms")
-    if call is None:
-        return _unexplained(v, CallResult("kms:GenerateDataKey", "error"), "kms")
     common = _common(v, call, "kms", prefs, f"key {key}")
     if common is not None:
         if common.status == Status.FAIL and call.outcome == "denied":
