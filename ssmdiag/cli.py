@@ -331,21 +331,23 @@ def _cmd_policy(args: argparse.Namespace, config: Config) -> int:
 
     from ssmdiag.output.render import render_json
     from ssmdiag.policy import build_policy
-    from ssmdiag.session_prefs import PreferencesError, _account, _text
+    from ssmdiag.session_prefs import PreferencesError, parse_preference
 
-    prefs = config.session
+    given = {
+        "s3_bucket": args.s3_bucket,
+        "s3_prefix": args.s3_prefix,
+        "s3_bucket_owner": args.s3_bucket_owner,
+        "log_group": args.log_group,
+        "kms_key_id": args.kms_key,
+    }
     try:
-        flags = {
-            "s3_bucket": _text(63)(args.s3_bucket) if args.s3_bucket else None,
-            "s3_prefix": _text(1024)(args.s3_prefix) if args.s3_prefix else None,
-            "s3_bucket_owner": _account(args.s3_bucket_owner) if args.s3_bucket_owner else None,
-            "log_group": _text(512)(args.log_group) if args.log_group else None,
-            "kms_key_id": _text(2048)(args.kms_key) if args.kms_key else None,
+        # The same parsers (and bounds) as [session] in the config file.
+        chosen: dict[str, Any] = {
+            key: parse_preference(key, value) for key, value in given.items() if value
         }
     except PreferencesError as exc:
         raise UsageError(f"ssmdiag policy: {exc}") from None
-    chosen: dict[str, Any] = {k: v for k, v in flags.items() if v is not None}
-    prefs = replace(prefs, **chosen)
+    prefs = replace(config.session, **chosen)
     region = config.region
     if region is None:
         region = _node_region(config)

@@ -118,6 +118,11 @@ DOCUMENT_INPUTS: dict[str, Optional[str]] = {
 }
 
 
+def parse_preference(key: str, value: Any) -> Any:
+    """One [session] key's value, checked as the config file checks it (PreferencesError)."""
+    return CONFIG_KEYS[key][1](value)
+
+
 def from_config_table(table: Any, source: str) -> SessionPreferences:
     if not isinstance(table, dict):
         raise PreferencesError("[session] must be a table")
