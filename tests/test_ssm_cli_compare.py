@@ -230,8 +230,9 @@ ROWS = [
             ssm_cli={
                 "Proxy configuration": (
                     "Success",
-                    rf"https_proxy: {re.escape(PROXY)} .*"
-                    r"no_proxy: 169\.254\.169\.254,\.amazonaws\.com",
+                    # ssm-cli prints the variables in Go map order (random): both, any order.
+                    rf"(?=.*https_proxy: {re.escape(PROXY)} )"
+                    r"(?=.*no_proxy: 169\.254\.169\.254,\.amazonaws\.com)",
                 ),
                 "Connectivity to ssm endpoint": (
                     "Failed",
