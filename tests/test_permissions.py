@@ -322,7 +322,7 @@ class Node:
             "agent_data_dir": str(self.data_dir),
             "session": prefs,
             "permissions_endpoint_url": self.moto.url,
-            "imds_timeout": 3.0,
+            "imds_timeout": 10.0,  # the fake IMDS answers at once; room for a loaded CI machine
             "connect_timeout": 2.0,
             "probe_timeout": 5.0,
         }
