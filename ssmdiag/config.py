@@ -11,7 +11,7 @@ import os
 import re
 import sys
 from collections.abc import Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import asdict, dataclass, field, fields, replace
 from typing import Any, Callable, Optional
 
 from ssmdiag.session_prefs import PreferencesError, SessionPreferences
@@ -91,6 +91,22 @@ class Config:
     permissions_endpoint_url: Optional[str] = None
     # [session] or --session-preferences: what the account's session preferences ask.
     session: SessionPreferences = field(default_factory=SessionPreferences)
+
+
+def config_to_dict(config: Config) -> dict[str, Any]:
+    """The configuration as JSON-able data, for the check worker (`config_from_dict`)."""
+    return asdict(config)
+
+
+def _tuples(value: Any) -> Any:
+    return tuple(_tuples(item) for item in value) if isinstance(value, list) else value
+
+
+def config_from_dict(data: Mapping[str, Any]) -> Config:
+    """A configuration the daemon already validated, back from `config_to_dict` (JSON turns
+    tuples into lists). Missing or unknown keys raise KeyError or TypeError."""
+    values = {f.name: _tuples(data[f.name]) for f in fields(Config) if f.name != "session"}
+    return Config(**values, session=SessionPreferences(**data["session"]))
 
 
 class _Bad(ValueError):

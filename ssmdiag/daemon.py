@@ -37,7 +37,7 @@ from ssmdiag.log import BoundLogger, add_log_level, get_logger, timestamper
 from ssmdiag.notify import Notifier
 from ssmdiag.output.sinks import SinkChoice, SinkSet, human_message
 from ssmdiag.redact import redact_processor
-from ssmdiag.report import ExitCode, OverallStatus, Report
+from ssmdiag.report import CycleProblem, ExitCode, OverallStatus, Report
 from ssmdiag.state import StateStore
 
 diagnostics = get_logger("ssmdiag.daemon")
@@ -349,17 +349,15 @@ class Daemon:
         self._cycles += 1
         if not isinstance(outcome, Report):
             delay = self._schedule.fail_interval
-            self._emit(
-                "cycle.failed",
-                "error",
-                cycle=self._cycles,
-                error=f"{type(outcome).__name__}: {outcome}",
-                message=(
-                    f"the check cycle itself failed ({type(outcome).__name__}: {outcome}); "
-                    f"retrying in {delay:g} s. Run `ssmdiag check --log-level debug` and "
-                    "report the traceback as a bug."
-                ),
-            )
+            if isinstance(outcome, CycleProblem):
+                error, message = str(outcome), f"{outcome}; retrying in {delay:g} s. {outcome.fix}"
+            else:
+                error = f"{type(outcome).__name__}: {outcome}"
+                message = (
+                    f"the check cycle itself failed ({error}); retrying in {delay:g} s. Run "
+                    "`ssmdiag check --log-level debug` and report the traceback as a bug."
+                )
+            self._emit("cycle.failed", "error", cycle=self._cycles, error=error, message=message)
             self._tell_manager(f"check cycle failed: {outcome}; retrying in {delay:g} s")
             return delay
         report = outcome

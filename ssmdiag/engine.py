@@ -9,7 +9,7 @@ from __future__ import annotations
 import datetime
 import time
 from collections.abc import Sequence
-from typing import Optional
+from typing import Callable, Optional
 
 from ssmdiag import __version__
 from ssmdiag.checks import ALL_CHECKS, Check, Context
@@ -76,11 +76,20 @@ def select_checks(only: Optional[Sequence[str]]) -> list[Check]:
     return [check for check in ALL_CHECKS if check.id in wanted]
 
 
-def run_checks(platform: Platform, config: Config, only: Optional[Sequence[str]] = None) -> Report:
+def run_checks(
+    platform: Platform,
+    config: Config,
+    only: Optional[Sequence[str]] = None,
+    on_start: Callable[[str], object] = lambda _check_id: None,
+) -> Report:
+    """`on_start(check_id)` is told as each check begins (the worker reports its progress)."""
     started_at = _utc_now()
     started = time.monotonic()
     ctx = Context(platform, config)
-    results = [_run_one(check, ctx) for check in select_checks(only)]
+    results = []
+    for check in select_checks(only):
+        on_start(check.id)
+        results.append(_run_one(check, ctx))
     try:
         os_info = ctx.os
         host = HostInfo(platform.hostname(), os_info.family, os_info.name, os_info.version)

@@ -195,6 +195,7 @@ def _stderr_logger(fmt: str, level: str) -> BoundLogger:
 
 # Until configure_logging: console text at info, on stderr (never stdout: the report's).
 _configured = [_stderr_logger("console", "info")]
+_settings = [("console", "info")]  # what _configured was built from, for the check worker
 
 
 class _Diagnostics:
@@ -227,3 +228,9 @@ def get_logger(name: str) -> _Diagnostics:
 def configure_logging(fmt: str = "console", level: str = "info") -> None:
     """stderr diagnostics from now on: ``fmt`` console or json, at ``level`` and above."""
     _configured[0] = _stderr_logger(fmt, level)
+    _settings[0] = (fmt, level)
+
+
+def logging_settings() -> tuple[str, str]:
+    """The (format, level) of the latest `configure_logging`: a child process repeats it."""
+    return _settings[0]

@@ -89,6 +89,18 @@ class CheckResult:
     remediation: Optional[str]
     duration_ms: int
 
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> CheckResult:
+        return cls(
+            str(data["id"]),
+            str(data["title"]),
+            Status(data["status"]),
+            str(data["summary"]),
+            dict(data["details"]),
+            None if data["remediation"] is None else str(data["remediation"]),
+            int(data["duration_ms"]),
+        )
+
     def to_dict(self) -> dict[str, Any]:
         return {
             "id": self.id,
@@ -120,6 +132,18 @@ class HostInfo:
     instance_id: Optional[str] = None
     region: Optional[str] = None
 
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> HostInfo:
+        os_info = data["os"]
+        return cls(
+            str(data["hostname"]),
+            str(os_info["family"]),
+            str(os_info["name"]),
+            str(os_info["version"]),
+            data["instance_id"],
+            data["region"],
+        )
+
     def to_dict(self) -> dict[str, Any]:
         return {
             "hostname": self.hostname,
@@ -145,6 +169,18 @@ class Report:
     def exit_code(self) -> ExitCode:
         return EXIT_FOR_OVERALL[self.status]
 
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Report:
+        """The report back from its JSON form (the check worker sends it so); a key missing
+        or of the wrong kind raises KeyError, TypeError or ValueError."""
+        return cls(
+            str(data["tool"]["version"]),
+            HostInfo.from_dict(data["host"]),
+            str(data["started_at"]),
+            int(data["duration_ms"]),
+            [CheckResult.from_dict(check) for check in data["checks"]],
+        )
+
     def to_dict(self) -> dict[str, Any]:
         return {
             "schema_version": SCHEMA_VERSION,
@@ -155,3 +191,12 @@ class Report:
             "status": self.status.value,
             "checks": [check.to_dict() for check in self.checks],
         }
+
+
+class CycleProblem(Exception):
+    """A cycle that gave no report for a reason that can be explained (the check worker
+    timed out, was killed, or could not start): `fix` says what to do."""
+
+    def __init__(self, summary: str, fix: str) -> None:
+        super().__init__(summary)
+        self.fix = fix

@@ -10,7 +10,7 @@ import os
 import signal
 import sys
 from collections.abc import Mapping, Sequence
-from typing import IO, Callable, Optional
+from typing import IO, Any, Callable, Optional
 
 from ssmdiag.config import Config, load_config, with_overrides
 from ssmdiag.daemon import Daemon
@@ -25,6 +25,7 @@ from ssmdiag.output.sinks import (
 from ssmdiag.platform import process
 from ssmdiag.report import Report
 from ssmdiag.state import default_state_dir
+from ssmdiag.worker import CycleWorker, worker_command
 
 
 def run_cycle(config: Config) -> Report:
@@ -34,21 +35,28 @@ def run_cycle(config: Config) -> Report:
     return run_checks(detect(config), config)
 
 
-def publish_inventory(config: Config, report: Report, changed: bool) -> Optional[str]:
-    """Custom:SSMDiag where the agent's inventory plugin collects it; a problem or None."""
-    from ssmdiag.health import Identity
-    from ssmdiag.inventory import inventory_dir, inventory_document, write_inventory
+def inventory_location(config: Config, report: Report) -> Optional[str]:
+    """Where Custom:SSMDiag goes for this node; None: nowhere (turned off, no platform
+    support, or no instance id yet for the agent to upload it under)."""
+    from ssmdiag.inventory import inventory_dir
     from ssmdiag.platform import UnsupportedPlatform, detect
 
-    if not config.inventory or not changed:
+    if not config.inventory:
         return None
     try:
         data_dir = detect(config).agent_paths(None).data_dir
     except UnsupportedPlatform:
         return None
-    directory = inventory_dir(data_dir, report.host.instance_id, config.inventory_dir)
+    return inventory_dir(data_dir, report.host.instance_id, config.inventory_dir)
+
+
+def publish_inventory_at(directory: Optional[str], report: Report) -> Optional[str]:
+    """Write Custom:SSMDiag into `directory` (None: nothing to do); a problem or None."""
+    from ssmdiag.health import Identity
+    from ssmdiag.inventory import inventory_document, write_inventory
+
     if directory is None:
-        return None  # no instance id yet: nothing the agent could upload it under
+        return None
     try:
         write_inventory(
             directory, inventory_document(report, Identity.from_report(report).agent_version)
@@ -60,6 +68,14 @@ def publish_inventory(config: Config, report: Report, changed: bool) -> Optional
             f"u:ssmdiag:rwx {directory}`) or set [fleet] inventory = false."
         )
     return None
+
+
+def publish_inventory(config: Config, report: Report, changed: bool) -> Optional[str]:
+    """Custom:SSMDiag where the agent's inventory plugin collects it, when the checks
+    changed (in-process cycles); a problem or None."""
+    if not config.inventory or not changed:
+        return None
+    return publish_inventory_at(inventory_location(config, report), report)
 
 
 def _forget_hourly_checks() -> None:
@@ -106,16 +122,38 @@ def build_daemon(
             load_config(config_path, env), cli_region, cli_agent_config, cli_session_file
         )
 
+    common: dict[str, Any] = {
+        "load_config": reload_config,
+        "sinks_for": sinks_for,
+        "state_dir_for": lambda cfg: cfg.state_dir or default_state_dir(env),
+        "notifier": Notifier(env),
+    }
+
+    # Each cycle in a fresh worker process (ssmdiag/worker.py: the daemon stays small and a
+    # hung check can be stopped); in this process only where no worker can be started.
+    command = worker_command()
+    if command is None:
+        return Daemon(
+            config,
+            cycle=run_cycle,
+            publish=publish_inventory,
+            on_reload=_forget_hourly_checks,
+            on_shutdown=process.terminate_all,
+            **common,
+        )
+    worker = CycleWorker(command)
+
+    def shutdown() -> None:
+        worker.stop()
+        process.terminate_all()
+
     return Daemon(
         config,
-        cycle=run_cycle,
-        publish=publish_inventory,
-        on_reload=_forget_hourly_checks,
-        load_config=reload_config,
-        sinks_for=sinks_for,
-        state_dir_for=lambda cfg: cfg.state_dir or default_state_dir(env),
-        notifier=Notifier(env),
-        on_shutdown=process.terminate_all,
+        cycle=worker.run,
+        publish=worker.publish,
+        on_reload=worker.forget,
+        on_shutdown=shutdown,
+        **common,
     )
 
 

@@ -11,13 +11,14 @@ import json
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from ssmdiag.config import Config, ConfigError
 from ssmdiag.daemon import RealClock, threaded_cycles
 from ssmdiag.output.sinks import Sink
-from ssmdiag.report import Report
+from ssmdiag.report import CycleProblem, Report
 from tests.daemon_helpers import (
     FakeClock,
     RecordingNotifier,
@@ -255,6 +256,36 @@ def test_a_cycle_that_raises_is_reported_and_retried_soon(tmp_path: Path) -> Non
     assert len(failed) == 1 and "platform exploded" in failed[0]["message"]
     assert calls == [0, 30]  # fail_interval, not the full interval
     assert len(sink.of("cycle.summary")) == 1
+
+
+def test_a_worker_that_hung_is_reported_with_its_own_fix_not_as_a_bug(tmp_path: Path) -> None:
+    clock = FakeClock()
+    sink = RecordingSink()
+    daemon = make_daemon(tmp_path, lambda _c: report(HEALTHY), clock=clock, sinks=[sink])
+    hung = CycleProblem(
+        "the checks did not finish within 235 s: endpoint.ssm had run for 231 s when the "
+        "worker was stopped",
+        "Run `ssmdiag check --only endpoint.ssm --log-level debug` on the node.",
+    )
+    outcomes: list[Any] = [hung, report(HEALTHY)]
+
+    def cycle(_config: Config) -> Report:
+        outcome = outcomes.pop(0)
+        if isinstance(outcome, Exception):
+            raise outcome
+        daemon.request_stop("test")
+        return outcome
+
+    daemon._cycle = cycle
+    daemon.serve()
+    (failed,) = sink.of("cycle.failed")
+    assert failed["error"] == str(hung)
+    assert failed["message"] == (
+        f"{hung}; retrying in 30 s. Run `ssmdiag check --only endpoint.ssm --log-level debug` "
+        "on the node."
+    )
+    assert "traceback" not in failed["message"]
+    assert not sink.of("cycle.overrun")  # stopped in time: the watchdog was fed throughout
 
 
 class FlakySink(Sink):

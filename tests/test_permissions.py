@@ -53,7 +53,7 @@ from ssmdiag.platform.base import FileRead
 from ssmdiag.platform.linux import LinuxLocations, LinuxPlatform
 from ssmdiag.policy import PolicyInputs, build_policy, statement_text
 from ssmdiag.proxy import ProxySettings
-from ssmdiag.report import Report
+from ssmdiag.report import Report, Status
 from ssmdiag.session_prefs import SessionPreferences
 from tests.conftest import run_cli
 from tests.lab.servers import ImdsHandler, LabHTTPServer, parse_args
@@ -693,6 +693,38 @@ def test_results_are_kept_for_an_hour_and_forget_drops_them(
     monkeypatch.setattr(permission_checks, "CACHE_SECONDS", 0.0)
     node.run(prefs)
     assert len(calls) == 3
+
+
+def test_kept_results_cross_to_the_next_check_worker_without_secrets(
+    node: Node, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`ssmdiag run` runs each cycle in a new worker process: what one worker kept goes
+    through the daemon (as JSON) to the next, so the calls stay hourly."""
+    node.imds.serve("ssm-full", node.moto.credentials["ssm-full"])
+    calls: list[str] = []
+    real = permissions.caller_identity
+
+    def counted(caller: Any, target: Any) -> Any:
+        calls.append(target.url)
+        return real(caller, target)
+
+    monkeypatch.setattr(permissions, "caller_identity", counted)
+    prefs = _prefs(node.moto)
+    first = node.run(prefs)
+    handed = json.dumps(permission_checks.kept_results())  # worker -> daemon
+    _no_secret_in(handed, node.moto)
+    permission_checks.forget()  # the next worker starts empty...
+    assert permission_checks.keep_results(json.loads(handed)) == 1  # ...and is handed it
+    second = node.run(prefs)
+    assert len(calls) == 1
+    for check in ("permissions.identity", "permissions.s3", "permissions.logs", "permissions.kms"):
+        assert second[check].status == first[check].status == Status.OK
+        assert second[check].details == first[check].details  # the same verified_at
+    # What cannot be read is dropped: the permissions are verified again, nothing crashes.
+    assert permission_checks.keep_results([{"key": "k"}, "junk", None]) == 0
+    assert permission_checks.keep_results({"not": "a list"}) == 0
+    node.run(prefs)
+    assert len(calls) == 2
 
 
 def test_a_stalled_api_is_bounded_by_the_timeouts(node: Node) -> None:

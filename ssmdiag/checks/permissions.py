@@ -3,8 +3,10 @@ own credentials may do, verified with harmless calls (ssmdiag/permissions.py).
 
 The calls run together once (the `permissions` fact) and their result is kept in this
 process for an hour: the daemon's cycles come every few minutes, these calls at most
-hourly. `forget()` drops it (the daemon calls it on SIGHUP), so a fixed policy is seen at
-the next cycle after `systemctl reload ssmdiag`.
+hourly. The daemon runs each cycle in a fresh check worker, so the worker hands what is
+kept back (`kept_results`) and the next one takes it over (`keep_results`); on SIGHUP the
+daemon drops it, so a fixed policy is seen at the next cycle after
+`systemctl reload ssmdiag`.
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ from __future__ import annotations
 import datetime
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from typing import Any, Callable, Optional
 
 from ssmdiag.aws_credentials import SOURCE_WORDS, CredentialsLookup
@@ -25,13 +27,71 @@ from ssmdiag.session_prefs import SessionPreferences
 
 CACHE_SECONDS = 3600.0
 _cache_lock = threading.Lock()
-_cache: dict[Any, tuple[float, Verification]] = {}
+# Keyed by the repr of what the verification depends on; the time is time.monotonic(), which
+# is system-wide (CLOCK_MONOTONIC, QueryPerformanceCounter, mach time), so it stays valid in
+# the next worker process.
+_cache: dict[str, tuple[float, Verification]] = {}
 
 
 def forget() -> None:
     """Drop the kept results: the next cycle verifies again (call on SIGHUP)."""
     with _cache_lock:
         _cache.clear()
+
+
+def kept_results() -> list[dict[str, Any]]:
+    """What is kept, as JSON-able data for the next check worker; holds no secret."""
+    with _cache_lock:
+        return [
+            {"key": key, "at": at, "verification": _to_data(kept)}
+            for key, (at, kept) in _cache.items()
+        ]
+
+
+def keep_results(data: Any) -> int:
+    """Take over what an earlier worker kept (`kept_results`); returns how many entries.
+    Anything unreadable is dropped: the permissions are then verified again."""
+    taken: dict[str, tuple[float, Verification]] = {}
+    for entry in data if isinstance(data, list) else ():
+        try:
+            taken[str(entry["key"])] = (float(entry["at"]), _from_data(entry["verification"]))
+        except (KeyError, TypeError, ValueError, AttributeError):
+            continue
+    with _cache_lock:
+        _cache.clear()
+        _cache.update(taken)
+    return len(taken)
+
+
+def _to_data(kept: Verification) -> dict[str, Any]:
+    lookup = kept.credentials
+    if lookup.credentials is not None:  # never: only without_secrets() is kept
+        raise ValueError("a kept verification must not hold credentials")
+    shown = {
+        f.name: getattr(lookup, f.name)
+        for f in fields(lookup)
+        if f.name not in ("credentials", "expires_at", "notes")
+    }
+    expires = lookup.expires_at.isoformat() if lookup.expires_at else None
+    return {
+        "credentials": {**shown, "expires_at": expires, "notes": list(lookup.notes)},
+        "calls": {name: asdict(call) for name, call in kept.calls.items()},
+        "problem": kept.problem,
+        "region": kept.region,
+        "verified_at": kept.verified_at,
+    }
+
+
+def _from_data(data: dict[str, Any]) -> Verification:
+    found = dict(data["credentials"])
+    expires, notes = found.pop("expires_at"), found.pop("notes")
+    lookup = CredentialsLookup(
+        **found,
+        expires_at=datetime.datetime.fromisoformat(expires) if expires else None,
+        notes=tuple(str(note) for note in notes),
+    )
+    calls = {str(name): CallResult(**call) for name, call in data["calls"].items()}
+    return Verification(lookup, calls, data["problem"], data["region"], str(data["verified_at"]))
 
 
 @dataclass(frozen=True)
@@ -58,7 +118,7 @@ def gather(ctx: Context) -> Verification:
         if decoded is not None and decoded.get(name) is not None
     }
     agent_settings = {**agent_config.settings, **profile}
-    key = (
+    key = repr((
         config.session,
         repr(sorted(agent_settings.items())),
         ident.region,
@@ -69,7 +129,7 @@ def gather(ctx: Context) -> Verification:
         config.agent_data_dir,
         config.agent_config_file,
         config.ca_bundle,
-    )
+    ))  # fmt: skip
     now = time.monotonic()
     with _cache_lock:
         kept = _cache.get(key)

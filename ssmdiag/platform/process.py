@@ -91,7 +91,7 @@ def run(
                 break
             flooded.wait(min(0.05, max(0.0, deadline - time.monotonic())))
         if proc.poll() is None:
-            _kill_tree(proc)
+            kill_tree(proc)
             with contextlib.suppress(subprocess.TimeoutExpired):
                 proc.wait(timeout=2)
             if not flooded.is_set():
@@ -104,7 +104,7 @@ def run(
         # The program exited; a child it left behind may still hold the pipes open.
         left = max(0.1, deadline - time.monotonic())
         if not all(r.join(left) for r in readers):
-            _kill_tree(proc)
+            kill_tree(proc)
             for reader in readers:
                 reader.join(2)
     finally:
@@ -173,11 +173,13 @@ def terminate_all() -> int:
         running = list(_live)
     for proc in running:
         with contextlib.suppress(OSError):
-            _kill_tree(proc)
+            kill_tree(proc)
     return len(running)
 
 
-def _kill_tree(proc: subprocess.Popen[bytes]) -> None:
+def kill_tree(proc: subprocess.Popen[bytes]) -> None:
+    """SIGKILL the process's whole group (it was started in its own session); on Windows,
+    or when the group is gone, the process itself."""
     if sys.platform != "win32":
         try:
             os.killpg(proc.pid, signal.SIGKILL)
