@@ -58,6 +58,10 @@ class AgentEndpoint:
     signing_region: str
     origin: str  # in words: where the URL came from
     source: str = "default"  # default | agent-config | sdk | none
+    # The host was built with Agent.ServiceDomain (used verbatim: a stray '.' is its fault).
+    from_service_domain: bool = False
+    # No URL because Mgs.Endpoint has no host for the agent (not for want of a region).
+    mgs_endpoint_hostless: bool = False
 
 
 def helper_host(service: str, region: str, service_domain: str) -> str:
@@ -117,7 +121,8 @@ def derive_agent_endpoints(
                     if url
                     else f"nowhere: the identity region {identity_region!r} gives no host name"
                 )
-        out[service] = AgentEndpoint(service, url, signing, origin, source)
+        via_domain = bool(domain) and not override and source == "default"
+        out[service] = AgentEndpoint(service, url, signing, origin, source, via_domain)
     mgs_region = str(settings.get("Mgs.Region") or "") or identity_region
     region_words = "Mgs.Region" if settings.get("Mgs.Region") else "the identity region"
     raw = str(settings.get("Mgs.Endpoint") or "")
@@ -143,7 +148,11 @@ def derive_agent_endpoints(
             if parsed_ok
             else f"nowhere: {region_words} {mgs_region!r} gives no host name"
         )
-    out["ssmmessages"] = AgentEndpoint("ssmmessages", url, mgs_region, origin, source)
+    out["ssmmessages"] = AgentEndpoint(
+        "ssmmessages", url, mgs_region, origin, source,
+        from_service_domain=bool(domain) and not parsed_ok and bool(url),
+        mgs_endpoint_hostless=parsed_ok and not url,
+    )  # fmt: skip
     return out
 
 
@@ -258,7 +267,10 @@ def derive_session_endpoints(
         host = helper_host(service, identity_region, domain)
         if host:
             origin = f"identity region {identity_region} and {domain_words}"
-            out[service] = AgentEndpoint(service, _add_scheme(host), identity_region, origin)
+            out[service] = AgentEndpoint(
+                service, _add_scheme(host), identity_region, origin,
+                from_service_domain=bool(domain),
+            )  # fmt: skip
         else:
             out[service] = AgentEndpoint(
                 service, "", "", f"nowhere: the identity region {identity_region!r} gives no "
@@ -283,7 +295,7 @@ def _target(agent: AgentEndpoint) -> Endpoint:
         )  # fmt: skip
 
     if not agent.url:
-        if agent.origin.startswith("nowhere: Mgs.Endpoint"):
+        if agent.mgs_endpoint_hostless:
             fix = (
                 "Write Mgs.Endpoint as a URL with its scheme, for example "
                 '"https://ssmmessages.REGION.amazonaws.com" (a port goes after the host: '
@@ -329,7 +341,7 @@ def _target(agent: AgentEndpoint) -> Endpoint:
         fix = (
             "Remove the leading or doubled '.' from Agent.ServiceDomain (the agent uses it "
             f"verbatim: the host should read {fixed!r}), then restart the agent."
-            if "ServiceDomain" in agent.origin
+            if agent.from_service_domain
             else f"Correct the host name in {key} (or the region it is built from), then "
             "restart the agent."
         )

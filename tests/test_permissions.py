@@ -669,10 +669,8 @@ def test_without_botocore_the_checks_skip_with_the_install_command(
 # -- bounds: once an hour, timeouts, nothing but the agent's endpoints --------------------
 
 
-def test_results_are_kept_for_an_hour_and_forget_drops_them(
-    node: Node, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    node.imds.serve("ssm-full", node.moto.credentials["ssm-full"])
+def _count_identity_calls(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The URLs sts:GetCallerIdentity is called at, from now on: one per verification."""
     calls: list[str] = []
     real = permissions.caller_identity
 
@@ -681,6 +679,14 @@ def test_results_are_kept_for_an_hour_and_forget_drops_them(
         return real(caller, target)
 
     monkeypatch.setattr(permissions, "caller_identity", counted)
+    return calls
+
+
+def test_results_are_kept_for_an_hour_and_forget_drops_them(
+    node: Node, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    node.imds.serve("ssm-full", node.moto.credentials["ssm-full"])
+    calls = _count_identity_calls(monkeypatch)
     prefs = _prefs(node.moto)
     first = node.run(prefs)
     second = node.run(prefs)
@@ -701,14 +707,7 @@ def test_kept_results_cross_to_the_next_check_worker_without_secrets(
     """`ssmdiag run` runs each cycle in a new worker process: what one worker kept goes
     through the daemon (as JSON) to the next, so the calls stay hourly."""
     node.imds.serve("ssm-full", node.moto.credentials["ssm-full"])
-    calls: list[str] = []
-    real = permissions.caller_identity
-
-    def counted(caller: Any, target: Any) -> Any:
-        calls.append(target.url)
-        return real(caller, target)
-
-    monkeypatch.setattr(permissions, "caller_identity", counted)
+    calls = _count_identity_calls(monkeypatch)
     prefs = _prefs(node.moto)
     first = node.run(prefs)
     handed = json.dumps(permission_checks.kept_results())  # worker -> daemon
