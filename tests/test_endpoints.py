@@ -72,6 +72,37 @@ def test_an_agent_endpoint_the_agent_cannot_use_is_a_problem_not_a_crash() -> No
     assert ssm.fix is not None and "Ssm.Endpoint" in ssm.fix
 
 
+def test_each_unusable_host_gets_the_fix_for_where_it_came_from() -> None:
+    """A leading '.' in Agent.ServiceDomain (the agent uses it verbatim), a host:port in
+    Mgs.Endpoint (Go reads the host as a URL scheme) and a doubled '.' in an override each
+    point at the setting to correct, for every service built from it."""
+    plan = plan_endpoints(
+        "eu-west-1", {"Agent.ServiceDomain": ".amazonaws.com"}, session_services=("s3",)
+    )
+    for service in ("ssm", "ec2messages", "ssmmessages", "s3"):
+        endpoint = plan.get(service)
+        assert endpoint.problem is not None and "is not a valid DNS name" in endpoint.problem
+        assert endpoint.fix == (
+            "Remove the leading or doubled '.' from Agent.ServiceDomain (the agent uses it "
+            f"verbatim: the host should read '{service}.eu-west-1.amazonaws.com'), then "
+            "restart the agent."
+        )
+    mgs = plan_endpoints(
+        "eu-west-1", {"Mgs.Endpoint": "ssmmessages.eu-west-1.amazonaws.com:8443"}
+    ).get("ssmmessages")
+    assert mgs.problem is not None and mgs.problem.startswith(
+        "the agent has no ssmmessages endpoint: Mgs.Endpoint"
+    )
+    assert mgs.fix is not None and mgs.fix.startswith("Write Mgs.Endpoint as a URL with its scheme")
+    ssm = plan_endpoints("eu-west-1", {"Ssm.Endpoint": "ssm..example.com"}).get("ssm")
+    assert ssm.fix == (
+        "Correct the host name in Ssm.Endpoint (or the region it is built from), then "
+        "restart the agent."
+    )
+    nowhere = plan_endpoints(None, {}).get("ssm")
+    assert nowhere.fix is not None and nowhere.fix.startswith("Give the node a valid region")
+
+
 def test_an_ssmdiag_override_that_is_not_https_is_rejected() -> None:
     with pytest.raises(EndpointError, match="not a host or https URL"):
         plan_endpoints("us-east-1", {}, {"ssm": "ftp://x.example"})
