@@ -1,19 +1,21 @@
 """The daemon's footprint over time: memory, CPU and log volume of `ssmdiag run`.
 
 1. Memory and CPU (root; uses tests/lab): the real `Daemon` runs REAL cycles
-   (`ssmdiag.service.run_cycle`: platform detection and every check) back to back
+   (each in a check worker process, `ssmdiag.worker.CycleWorker`, as `ssmdiag run`
+   does; with --in-process `ssmdiag.service.run_cycle` in a thread) back to back
    inside a network namespace this script creates, where dnsmasq maps the us-east-1
    SSM endpoints to a lab HTTPS server (trusted through a test CA) and a lab IMDSv2
    answers on 169.254.169.254. A freshly compiled amazon-ssm-agent look-alike
    stands in for the agent binary (when `cc` exists); it is not running and this
    machine has no service manager for it, so agent.service fails. The time
-   between cycles is skipped (the clock jumps; a cycle itself takes real time in
-   its worker thread, as in production); events go to the real file sink in a
+   between cycles is skipped (the clock jumps; a cycle itself takes real time, as
+   in production); events go to the real file sink in a
    temporary directory, nothing to stdout. The child runs with MALLOC_ARENA_MAX=2,
    as the systemd unit sets it. Printed: RSS after cycle 10 and after the last
    cycle (goals, issue 14: growth under 1 MB from cycle 10 to 1,000, steady RSS
-   25 MB or less), CPU and wall milliseconds per cycle, which checks were not ok,
-   and with --where what the resident memory is and which modules are loaded.
+   25 MB or less, both of the daemon process), the check worker's peak RSS, CPU and
+   wall milliseconds per cycle, which checks were not ok, and with --where what the
+   daemon's resident memory is and which modules it has loaded.
 2. Log volume (no root needed): a day of a healthy node at the default schedule
    (interval 300 s, jitter 0.1, heartbeat 3,600 s) with a fake clock and the real
    file sink. The healthy report is the lab cycle's report with every check
@@ -26,10 +28,11 @@ Nothing leaves the namespace; namespaces, servers and temp files go away on exit
 Ctrl-C or SIGTERM.
 
 Run (from the repo root, as root):
-    .venv/bin/python bench/daemon.py               # 1,000 cycles, about 3 minutes
+    .venv/bin/python bench/daemon.py               # 1,000 cycles, about 9 minutes
     .venv/bin/python bench/daemon.py --quick       # 50 cycles
     .venv/bin/python bench/daemon.py --cycles 300 --tracemalloc   # + top growth sites
     .venv/bin/python bench/daemon.py --quick --where   # + RSS by mapping, modules loaded
+    .venv/bin/python bench/daemon.py --quick --in-process   # cycles in a thread, to compare
 """
 
 from __future__ import annotations
@@ -41,7 +44,6 @@ import os
 import random
 import resource
 import signal
-import ssl
 import subprocess
 import sys
 import threading
@@ -60,7 +62,7 @@ from ssmdiag.config import Config, load_config  # noqa: E402
 from ssmdiag.daemon import CycleOutcome, Daemon, Job, threaded_cycles  # noqa: E402
 from ssmdiag.notify import Notifier  # noqa: E402
 from ssmdiag.output.sinks import FileSink, SinkChoice, build_sinks  # noqa: E402
-from ssmdiag.report import CheckResult, HostInfo, Report, Status  # noqa: E402
+from ssmdiag.report import CheckResult, Report, Status  # noqa: E402
 
 REGION = "us-east-1"
 ENDPOINT_ADDRESS = "198.18.0.10"
@@ -159,13 +161,15 @@ def _sample(cycle: int) -> dict[str, Any]:
     kids = resource.getrusage(resource.RUSAGE_CHILDREN)
     status = _proc_status_kb("VmRSS", "VmHWM")
     tracked = gc.get_objects()
-    contexts = sum(isinstance(o, ssl.SSLContext) for o in tracked)  # dead ones wait for gc
+    ssl = sys.modules.get("ssl")  # loaded in this process only when cycles run in it
+    contexts = sum(isinstance(o, ssl.SSLContext) for o in tracked) if ssl else 0
     del tracked
     return {
         "cycle": cycle,
         "wall": wall,
         "cpu": cpu,
         "children_cpu": kids.ru_utime + kids.ru_stime,
+        "children_peak_kb": kids.ru_maxrss,  # the largest child so far: the check worker
         "rss_kb": status["VmRSS"],
         "hwm_kb": status["VmHWM"],
         "gc_objects": len(gc.get_objects()),
@@ -214,11 +218,17 @@ def _sample_points(cycles: int) -> set[int]:
     return {1, 10, cycles, *range(step, cycles + 1, step)}
 
 
-def child_main(config_path: str, cycles: int, out_path: str, parent_pid: int, trace: bool) -> None:
-    """Run the daemon for `cycles` real cycles and write the measurements to out_path."""
+def child_main(
+    config_path: str, cycles: int, out_path: str, parent_pid: int, *, trace: bool, in_process: bool
+) -> None:
+    """Run the daemon for `cycles` real cycles and write the measurements to out_path.
+
+    As `ssmdiag run` builds it: each cycle in a check worker process (ssmdiag/worker.py),
+    or with `in_process` in a thread of this process (the daemon before the worker)."""
     from ssmdiag.log import configure_logging
     from ssmdiag.platform import process
     from ssmdiag.service import run_cycle
+    from ssmdiag.worker import CycleWorker, worker_command
 
     config = load_config(config_path, os.environ)
     configure_logging(config.log_format, "warning")  # as `ssmdiag run` does
@@ -231,10 +241,18 @@ def child_main(config_path: str, cycles: int, out_path: str, parent_pid: int, tr
     where: dict[str, Any] = {}
     daemon: Optional[Daemon] = None
 
+    command = None if in_process else worker_command()
+    worker = CycleWorker(command) if command else None
+
     def cycle(cfg: Config) -> Report:
-        report = run_cycle(cfg)
+        report = worker.run(cfg) if worker else run_cycle(cfg)
         last["report"] = report
         return report
+
+    def shutdown() -> None:
+        if worker:
+            worker.stop()
+        process.terminate_all()
 
     def between_cycles() -> None:
         job = tracker.job
@@ -294,7 +312,7 @@ def child_main(config_path: str, cycles: int, out_path: str, parent_pid: int, tr
         notifier=Notifier({}),
         clock=SkippingClock(tracker, between_cycles),
         start_cycle=tracker,
-        on_shutdown=process.terminate_all,
+        on_shutdown=shutdown,
     )
     daemon.serve()
     assert config.file_path is not None
@@ -315,6 +333,7 @@ def child_main(config_path: str, cycles: int, out_path: str, parent_pid: int, tr
         "changes": dict(changes),
         "growth": growth,
         "where": where,
+        "worker": worker is not None,
     }
     Path(out_path).write_text(json.dumps(result), encoding="utf-8")
 
@@ -343,7 +362,7 @@ def _build_fake_agent(directory: Path) -> Optional[Path]:
     return target
 
 
-def run_lab(cycles: int, trace: bool, tmp: Path) -> dict[str, Any]:
+def run_lab(cycles: int, trace: bool, tmp: Path, in_process: bool = False) -> dict[str, Any]:
     from tests.conftest import hermetic_env
     from tests.lab import LabCA, NetNS, cleanup_stale, start_server
     from tests.lab.launcher import start_ssm_endpoints
@@ -382,6 +401,8 @@ def run_lab(cycles: int, trace: bool, tmp: Path) -> dict[str, Any]:
         argv += ["--cycles", str(cycles), "--out", str(out), "--parent-pid", str(os.getpid())]
         if trace:
             argv.append("--tracemalloc")
+        if in_process:
+            argv.append("--in-process")
         # The lab's IMDS only; two malloc arenas, as systemd/ssmdiag.service sets (without it
         # glibc gives each probe thread an arena of its own: about 0.6 MB more here).
         env = hermetic_env({"AWS_EC2_METADATA_DISABLED": "false", "MALLOC_ARENA_MAX": "2"})
@@ -436,7 +457,9 @@ def print_lab(data: dict[str, Any], cycles: int, trace: bool) -> list[tuple[str,
     first_cpu = (first["cpu"] - base["cpu"]) * 1000
     growth = end["rss_kb"] - at10["rss_kb"]
     peak = max(s["rss_kb"] for s in steady)
-    print(f"\n== Memory and CPU: {cycles} real cycles in the lab ==")
+    worker_peak = end["children_peak_kb"]
+    mode = "each in a check worker process" if data["worker"] else "in a thread of the daemon"
+    print(f"\n== Memory and CPU: {cycles} real cycles in the lab, {mode} ==")
     print(
         f"{'after cycle':>11} {'RSS MB':>8} {'peak MB':>8} {'gc objects':>11} {'SSLContexts':>12}"
         f" {'threads':>8} {'fds':>4} {'CPU ms':>9} {'child CPU ms':>13} {'wall s':>8}"
@@ -452,7 +475,8 @@ def print_lab(data: dict[str, Any], cycles: int, trace: bool) -> list[tuple[str,
         )
     print(
         "(cycle 0: the daemon built, before its first cycle. CPU, child CPU and wall are"
-        " cumulative from there; child CPU is the subprocesses the checks ran. SSLContexts:"
+        " cumulative from there; child CPU is the check workers and the subprocesses the"
+        " checks ran. RSS and peak are the daemon process's own. SSLContexts:"
         " live ssl.SSLContext objects, the probes' trust stores, freed only when the"
         " garbage collector gets to them.)"
     )
@@ -491,40 +515,26 @@ def print_lab(data: dict[str, Any], cycles: int, trace: bool) -> list[tuple[str,
             f"<= {GOAL_STEADY_KB / 1024:g} MB{_verdict(peak <= GOAL_STEADY_KB)}",
         ),
         ("CPU per cycle, daemon process", f"{cpu:.1f} ms", "(figure)"),
-        ("CPU per cycle, check subprocesses", f"{kids:.1f} ms", "(figure)"),
+        (
+            "CPU per cycle, " + ("worker + its subprocesses" if data["worker"] else "subprocesses"),
+            f"{kids:.1f} ms",
+            "(figure)",
+        ),
         ("wall time per cycle", f"{wall:.1f} ms", "(figure)"),
     ]
+    if data["worker"]:
+        # The worker lives for one cycle's wall time; between cycles (300 s healthy) it is gone.
+        average = peak + worker_peak * (wall / 1000) / 300
+        rows += [
+            ("check worker peak RSS, during a cycle", f"{worker_peak / 1024:.2f} MB", "(figure)"),
+            ("mean RSS over a 300 s cycle, both", f"{average / 1024:.2f} MB", "(figure)"),
+        ]
     return rows
 
 
 # --------------------------------------------------------------------------------------
 # Part 2: a simulated day at the default schedule, fake clock, real file sink.
 # --------------------------------------------------------------------------------------
-
-
-def report_from_dict(data: Mapping[str, Any]) -> Report:
-    host = data["host"]
-    checks = [
-        CheckResult(
-            c["id"],
-            c["title"],
-            Status(c["status"]),
-            c["summary"],
-            dict(c["details"]),
-            c["remediation"],
-            c["duration_ms"],
-        )
-        for c in data["checks"]
-    ]
-    info = HostInfo(
-        host["hostname"],
-        host["os"]["family"],
-        host["os"]["name"],
-        host["os"]["version"],
-        host["instance_id"],
-        host["region"],
-    )
-    return Report(data["tool"]["version"], info, data["started_at"], data["duration_ms"], checks)
 
 
 def healthy_from(report: Report) -> tuple[Report, list[str]]:
@@ -740,11 +750,11 @@ def _lab_report(args: argparse.Namespace, tmp: Path) -> tuple[Optional[Report], 
     if reason:
         print(f"memory/CPU part skipped: {reason}")
         return None, []
-    data = run_lab(args.cycles, args.tracemalloc, tmp)
+    data = run_lab(args.cycles, args.tracemalloc, tmp, args.in_process)
     rows = print_lab(data, args.cycles, args.tracemalloc)
     if args.where:
         print_where(data["where"])
-    return (report_from_dict(data["report"]) if data["report"] else None), rows
+    return (Report.from_dict(data["report"]) if data["report"] else None), rows
 
 
 def main() -> None:
@@ -761,6 +771,11 @@ def main() -> None:
         action="store_true",
         help="after the last cycle: resident memory by mapping, and the modules loaded",
     )
+    parser.add_argument(
+        "--in-process",
+        action="store_true",
+        help="run the cycles in a thread of the daemon, not in check workers (for comparison)",
+    )
     parser.add_argument("--child", metavar="CONFIG", help=argparse.SUPPRESS)
     parser.add_argument("--out", help=argparse.SUPPRESS)
     parser.add_argument("--parent-pid", type=int, help=argparse.SUPPRESS)
@@ -770,7 +785,14 @@ def main() -> None:
     if args.cycles < 10:
         parser.error("--cycles must be at least 10")
     if args.child:
-        child_main(args.child, args.cycles, args.out, args.parent_pid, args.tracemalloc)
+        child_main(
+            args.child,
+            args.cycles,
+            args.out,
+            args.parent_pid,
+            trace=args.tracemalloc,
+            in_process=args.in_process,
+        )
         return
 
     def terminate(signum: int, _frame: object) -> None:

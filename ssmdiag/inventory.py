@@ -19,6 +19,7 @@ import os
 from typing import Any, Optional
 
 from ssmdiag import __version__
+from ssmdiag.config import Config
 from ssmdiag.report import Report
 from ssmdiag.safeio import write_atomic
 
@@ -79,3 +80,36 @@ def write_inventory(directory: str, document: dict[str, Any]) -> None:
     body = json.dumps(document, ensure_ascii=False, sort_keys=True).encode("utf-8")
     # The temporary file starts with "." and ends in ".tmp": the agent uploads *.json only.
     write_atomic(os.path.join(directory, FILE_NAME), body, 0o644)
+
+
+def inventory_location(config: Config, report: Report) -> Optional[str]:
+    """Where Custom:SSMDiag goes for this node; None: nowhere (turned off, no platform
+    support, or no instance id yet for the agent to upload it under)."""
+    from ssmdiag.platform import UnsupportedPlatform, detect
+
+    if not config.inventory:
+        return None
+    try:
+        data_dir = detect(config).agent_paths(None).data_dir
+    except UnsupportedPlatform:
+        return None
+    return inventory_dir(data_dir, report.host.instance_id, config.inventory_dir)
+
+
+def publish_at(directory: Optional[str], report: Report) -> Optional[str]:
+    """Write Custom:SSMDiag into `directory` (None: nothing to do); a problem or None."""
+    from ssmdiag.health import Identity
+
+    if directory is None:
+        return None
+    try:
+        write_inventory(
+            directory, inventory_document(report, Identity.from_report(report).agent_version)
+        )
+    except OSError as exc:
+        return (
+            f"cannot write {directory}: {exc.strerror or exc}; Custom:SSMDiag inventory is "
+            "not updated. Give the daemon write access there (Linux: `setfacl -m "
+            f"u:ssmdiag:rwx {directory}`) or set [fleet] inventory = false."
+        )
+    return None

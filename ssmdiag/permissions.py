@@ -38,7 +38,6 @@ import logging
 import os
 import re
 import ssl
-import tempfile
 import threading
 import time
 from collections.abc import Iterator, Mapping
@@ -528,6 +527,8 @@ def trust(ca_bundle: Optional[str]) -> Iterator[Union[bool, str]]:
     if extra.outcome != "ok" or base.outcome != "ok":
         yield ca_bundle
         return
+    import tempfile  # only here: its imports cost every check worker about 6 ms
+
     handle, merged = tempfile.mkstemp(prefix="ssmdiag-ca-", suffix=".pem")
     try:
         with os.fdopen(handle, "w", encoding="utf-8") as out:

@@ -35,47 +35,14 @@ def run_cycle(config: Config) -> Report:
     return run_checks(detect(config), config)
 
 
-def inventory_location(config: Config, report: Report) -> Optional[str]:
-    """Where Custom:SSMDiag goes for this node; None: nowhere (turned off, no platform
-    support, or no instance id yet for the agent to upload it under)."""
-    from ssmdiag.inventory import inventory_dir
-    from ssmdiag.platform import UnsupportedPlatform, detect
-
-    if not config.inventory:
-        return None
-    try:
-        data_dir = detect(config).agent_paths(None).data_dir
-    except UnsupportedPlatform:
-        return None
-    return inventory_dir(data_dir, report.host.instance_id, config.inventory_dir)
-
-
-def publish_inventory_at(directory: Optional[str], report: Report) -> Optional[str]:
-    """Write Custom:SSMDiag into `directory` (None: nothing to do); a problem or None."""
-    from ssmdiag.health import Identity
-    from ssmdiag.inventory import inventory_document, write_inventory
-
-    if directory is None:
-        return None
-    try:
-        write_inventory(
-            directory, inventory_document(report, Identity.from_report(report).agent_version)
-        )
-    except OSError as exc:
-        return (
-            f"cannot write {directory}: {exc.strerror or exc}; Custom:SSMDiag inventory is "
-            "not updated. Give the daemon write access there (Linux: `setfacl -m "
-            f"u:ssmdiag:rwx {directory}`) or set [fleet] inventory = false."
-        )
-    return None
-
-
 def publish_inventory(config: Config, report: Report, changed: bool) -> Optional[str]:
     """Custom:SSMDiag where the agent's inventory plugin collects it, when the checks
     changed (in-process cycles); a problem or None."""
+    from ssmdiag.inventory import inventory_location, publish_at
+
     if not config.inventory or not changed:
         return None
-    return publish_inventory_at(inventory_location(config, report), report)
+    return publish_at(inventory_location(config, report), report)
 
 
 def _forget_hourly_checks() -> None:

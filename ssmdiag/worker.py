@@ -262,11 +262,11 @@ class CycleWorker:
 
     def publish(self, config: Config, report: Report, changed: bool) -> Optional[str]:
         """Custom:SSMDiag into the directory the worker found, when the checks changed."""
-        from ssmdiag.service import publish_inventory_at
+        from ssmdiag.inventory import publish_at
 
         if not config.inventory or not changed:
             return None
-        return publish_inventory_at(self._inventory_dir, report)
+        return publish_at(self._inventory_dir, report)
 
 
 def _send_request(pipe: Optional[IO[bytes]], request: bytes) -> None:
@@ -334,8 +334,8 @@ def main() -> int:
     try:
         from ssmdiag.checks import permissions
         from ssmdiag.engine import run_checks
+        from ssmdiag.inventory import inventory_location
         from ssmdiag.platform import detect
-        from ssmdiag.service import inventory_location
 
         permissions.keep_results(kept.get("permissions"))
         report = run_checks(detect(config), config, on_start=lambda id_: send({"check": id_}))
