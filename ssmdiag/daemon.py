@@ -1,10 +1,12 @@
 """`ssmdiag run`: the checks at start-up and on a schedule, told as events, for months.
 
-The loop runs each cycle in a worker thread and keeps the main thread free
-for signals and the service manager: SIGTERM ends the process at once even
-mid-cycle (the cycle is abandoned; its subprocesses are killed), the watchdog
+The loop runs each cycle on a thread and keeps the main thread free for
+signals and the service manager: SIGTERM ends the process at once even
+mid-cycle (the cycle is abandoned; its processes are killed), the watchdog
 is fed only while a cycle is within its time limit, and READY=1 goes out after
-the first cycle or after `startup_timeout`, whichever comes first.
+the first cycle or after `startup_timeout`, whichever comes first. Under
+`ssmdiag run` that thread only waits for the cycle's check worker process
+(ssmdiag/worker.py), so what a cycle loads never stays in the daemon.
 
 Everything that touches time, threads, config files, sinks or the service
 manager is injected, so tests drive the schedule with a fake clock.
