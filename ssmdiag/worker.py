@@ -235,15 +235,16 @@ class CycleWorker:
 
     def _end(self, proc: subprocess.Popen[bytes], wait_first: float = 0.0) -> None:
         """Make sure the worker is gone: wait a little, then SIGTERM (it ends the programs
-        its checks run; TerminateProcess on Windows), then SIGKILL its whole group."""
+        its checks run), then SIGKILL its whole group (Windows: `taskkill /T /F` at once)."""
         with contextlib.suppress(subprocess.TimeoutExpired):
             proc.wait(wait_first)
             return
-        with contextlib.suppress(OSError):
-            proc.terminate()
-        with contextlib.suppress(subprocess.TimeoutExpired):
-            proc.wait(STOP_GRACE_SECONDS)
-            return
+        if sys.platform != "win32":  # Windows has no SIGTERM to catch: straight to the tree
+            with contextlib.suppress(OSError):
+                proc.terminate()
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                proc.wait(STOP_GRACE_SECONDS)
+                return
         with contextlib.suppress(OSError):
             process.kill_tree(proc)
         with contextlib.suppress(subprocess.TimeoutExpired):

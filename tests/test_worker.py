@@ -8,10 +8,12 @@ told about, and the real worker (`worker_command()`) for a whole cycle.
 from __future__ import annotations
 
 import json
+import subprocess
 import sys
 import textwrap
 import threading
 import time
+import types
 from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
@@ -22,6 +24,7 @@ import pytest
 
 from ssmdiag.checks import CHECK_IDS
 from ssmdiag.config import Config, config_from_dict, config_to_dict
+from ssmdiag.platform import process
 from ssmdiag.report import CycleProblem, Report
 from ssmdiag.session_prefs import SessionPreferences
 from ssmdiag.worker import CycleWorker, worker_command
@@ -258,3 +261,23 @@ def test_the_configuration_crosses_to_the_worker_unchanged() -> None:
         session=SessionPreferences(s3_bucket="logs", kms_key_id="alias/x", run_as_enabled=True),
     )
     assert config_from_dict(json.loads(json.dumps(config_to_dict(config)))) == config
+
+
+def test_on_windows_a_stopped_worker_takes_its_whole_tree_with_it(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Windows has no SIGTERM and TerminateProcess ends one process: the tree goes with
+    `taskkill /T /F`, by its full path (a service must not run a taskkill.exe from PATH).
+    The command is recorded here (this machine has no taskkill); the process itself is
+    killed for real."""
+    ran: list[list[str]] = []
+    monkeypatch.setattr(process, "sys", types.SimpleNamespace(platform="win32"))
+    monkeypatch.setattr(process.subprocess, "run", lambda argv, **_: ran.append(argv))
+    monkeypatch.setenv("SYSTEMROOT", r"D:\Windows")
+    child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        process.kill_tree(child)  # type: ignore[arg-type]
+        assert child.wait(5) is not None
+    finally:
+        child.kill()
+    assert ran == [[r"D:\Windows\System32\taskkill.exe", "/T", "/F", "/PID", str(child.pid)]]

@@ -178,12 +178,30 @@ def terminate_all() -> int:
 
 
 def kill_tree(proc: subprocess.Popen[bytes]) -> None:
-    """SIGKILL the process's whole group (it was started in its own session); on Windows,
-    or when the group is gone, the process itself."""
-    if sys.platform != "win32":
+    """SIGKILL the process's whole group (it was started in its own session); on Windows
+    `taskkill /T /F`, which also ends what it started (TerminateProcess ends only the
+    process); then, whatever happened, the process itself."""
+    if sys.platform == "win32":
+        with contextlib.suppress(OSError, subprocess.SubprocessError):
+            subprocess.run(
+                [_taskkill(), "/T", "/F", "/PID", str(proc.pid)],
+                check=False,
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+                timeout=5,
+                creationflags=getattr(subprocess, "CREATE_NO_WINDOW", 0),
+            )
+    else:
         try:
             os.killpg(proc.pid, signal.SIGKILL)
             return
         except OSError:
             pass
     proc.kill()
+
+
+def _taskkill() -> str:
+    """By full path: a taskkill.exe earlier on PATH must not be what a service runs."""
+    root = os.environ.get("SYSTEMROOT") or r"C:\Windows"
+    return root + r"\System32\taskkill.exe"
