@@ -334,6 +334,7 @@ def child_main(
         "growth": growth,
         "where": where,
         "worker": worker is not None,
+        "no_bytecode": bool(sys.flags.dont_write_bytecode),
     }
     Path(out_path).write_text(json.dumps(result), encoding="utf-8")
 
@@ -522,6 +523,11 @@ def print_lab(data: dict[str, Any], cycles: int, trace: bool) -> list[tuple[str,
         ),
         ("wall time per cycle", f"{wall:.1f} ms", "(figure)"),
     ]
+    if data["worker"] and data.get("no_bytecode"):
+        print(
+            "note: PYTHONDONTWRITEBYTECODE is set, so each worker compiles the modules that"
+            " have no .pyc yet: its CPU figure is higher than with the byte-compiled package"
+        )
     if data["worker"]:
         # The worker lives for one cycle's wall time; between cycles (300 s healthy) it is gone.
         average = peak + worker_peak * (wall / 1000) / 300
