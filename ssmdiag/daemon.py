@@ -14,6 +14,7 @@ manager is injected, so tests drive the schedule with a fake clock.
 
 from __future__ import annotations
 
+import functools
 import gc
 import random
 import socket
@@ -140,7 +141,20 @@ def event_logger(sinks: SinkSet, *extra: Any) -> BoundLogger:
     )
 
 
-_malloc_trim: list[Optional[Callable[[int], int]]] = []  # looked up once: [] not yet
+@functools.cache
+def _malloc_trim() -> Optional[Callable[[int], int]]:
+    """glibc's malloc_trim, looked up once for the daemon's life (a CDLL per call creates a
+    function-pointer class each time: bench/daemon.py --tracemalloc saw them pile up);
+    None off glibc (musl) or off Linux: nothing to trim."""
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        import ctypes
+
+        trim: Callable[[int], int] = ctypes.CDLL(None).malloc_trim
+    except (OSError, AttributeError):
+        return None
+    return trim
 
 
 def release_memory() -> None:
@@ -149,21 +163,10 @@ def release_memory() -> None:
 
     Without this the daemon keeps each cycle's peak for the weeks it sleeps between
     problems. The garbage collector runs here, once per cycle, rather than whenever its
-    thresholds say (about 2 ms for the daemon's ~17,000 objects).
+    thresholds say (about 6 ms for the daemon's ~16,000 objects, bench/daemon.py).
     """
     gc.collect()
-    if not sys.platform.startswith("linux"):
-        return
-    if not _malloc_trim:
-        try:
-            import ctypes
-
-            # One handle for the daemon's life: a CDLL per call creates a function-pointer
-            # class each time (bench/daemon.py --tracemalloc saw them pile up).
-            _malloc_trim.append(ctypes.CDLL(None).malloc_trim)
-        except (OSError, AttributeError):  # not glibc (musl): nothing to trim
-            _malloc_trim.append(None)
-    trim = _malloc_trim[0]
+    trim = _malloc_trim()
     if trim is not None:
         trim(0)
 

@@ -160,7 +160,7 @@ class CycleWorker:
         finally:
             with self._lock:
                 self._running = None
-        return self._take(reader, proc)
+        return self._report_from(reader, proc)
 
     @staticmethod
     def _wait(proc: subprocess.Popen[bytes], reader: _AnswerReader, deadline: float) -> bool:
@@ -197,7 +197,7 @@ class CycleWorker:
             self._running = proc
         return proc
 
-    def _take(self, reader: _AnswerReader, proc: subprocess.Popen[bytes]) -> Report:
+    def _report_from(self, reader: _AnswerReader, proc: subprocess.Popen[bytes]) -> Report:
         answer = reader.answer
         if answer is None:
             raise CycleProblem(_no_answer(reader, proc), REPORT_BUG)

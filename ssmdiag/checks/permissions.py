@@ -14,7 +14,7 @@ from __future__ import annotations
 import datetime
 import threading
 import time
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field
 from typing import Any, Callable, Optional
 
 from ssmdiag.aws_credentials import SOURCE_WORDS, CredentialsLookup
@@ -67,14 +67,11 @@ def _to_data(kept: Verification) -> dict[str, Any]:
     lookup = kept.credentials
     if lookup.credentials is not None:  # never: only without_secrets() is kept
         raise ValueError("a kept verification must not hold credentials")
-    shown = {
-        f.name: getattr(lookup, f.name)
-        for f in fields(lookup)
-        if f.name not in ("credentials", "expires_at", "notes")
-    }
-    expires = lookup.expires_at.isoformat() if lookup.expires_at else None
+    shown = asdict(lookup)
+    del shown["credentials"]
+    shown["expires_at"] = lookup.expires_at.isoformat() if lookup.expires_at else None
     return {
-        "credentials": {**shown, "expires_at": expires, "notes": list(lookup.notes)},
+        "credentials": shown,
         "calls": {name: asdict(call) for name, call in kept.calls.items()},
         "problem": kept.problem,
         "region": kept.region,

@@ -180,7 +180,8 @@ def terminate_all() -> int:
 def kill_tree(proc: subprocess.Popen[bytes]) -> None:
     """SIGKILL the process's whole group (it was started in its own session); on Windows
     `taskkill /T /F`, which also ends what it started (TerminateProcess ends only the
-    process); then, whatever happened, the process itself."""
+    process). The process itself is then killed directly on Windows, and on POSIX when
+    its group is already gone."""
     if sys.platform == "win32":
         with contextlib.suppress(OSError, subprocess.SubprocessError):
             subprocess.run(
