@@ -281,3 +281,17 @@ def test_on_windows_a_stopped_worker_takes_its_whole_tree_with_it(
     finally:
         child.kill()
     assert ran == [[r"D:\Windows\System32\taskkill.exe", "/T", "/F", "/PID", str(child.pid)]]
+
+
+@pytest.mark.parametrize(
+    "request_bytes",
+    [b"", b"not json", b'{"config": {}}', b"[1, 2]", b'{"config": {"x\\u0000": 1}, "log": 5}'],
+)
+def test_the_real_worker_refuses_a_broken_request_in_one_line(request_bytes: bytes) -> None:
+    command = worker_command()
+    assert command is not None
+    done = subprocess.run(command, input=request_bytes, capture_output=True, timeout=30)
+    assert done.returncode == 2
+    (line,) = done.stdout.decode().splitlines()
+    assert json.loads(line)["error"].startswith("unreadable request from the daemon: ")
+    assert b"Traceback" not in done.stderr
